@@ -1,0 +1,127 @@
+"""Run a trained detector over a dataset or an image folder and write LVIS-format results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as dist
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.functional import pil_to_tensor
+from tqdm import tqdm
+
+from ..params import Params, params_from_dict
+from .build import build_classification_loss, build_model
+from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: Params | None = None):
+    """Rebuild the detector a checkpoint was trained as and load its weights.
+
+    Returns ``(model, params, num_classes)``; the parameters saved in the checkpoint
+    describe the model unless ``params`` is given.
+    """
+    state = load_checkpoint(checkpoint)
+    saved = params_from_dict(state["params"], source=f"{checkpoint} (saved params)") if params is None else params
+    weights = state["model"]
+    num_classes = state.get("num_classes")
+    if num_classes is None:
+        key = next((k for k in weights if k.endswith("cls_score.weight")), None)
+        if key is None:
+            raise CheckpointError(f"{checkpoint}: cannot tell the number of classes (no cls_score weights)")
+        num_classes = int(weights[key].shape[0]) - 1
+    loss = build_classification_loss(saved.train, num_classes=int(num_classes))
+    model = build_model(saved.model, num_classes=int(num_classes), loss=loss)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{checkpoint}: weights do not fit the model (missing: {missing[:5]}, unexpected: {unexpected[:5]})"
+        )
+    model.to(device).eval()
+    return model, saved, int(num_classes)
+
+
+def detections_to_lvis(
+    outputs: list[dict[str, torch.Tensor]], image_ids: Iterable[int], label_to_cat_id: dict[int, int] | list[int]
+) -> list[dict[str, Any]]:
+    """Model outputs (xyxy boxes, labels 1..C) -> LVIS results records (xywh, category ids)."""
+    records: list[dict[str, Any]] = []
+    for out, image_id in zip(outputs, image_ids):
+        boxes = out["boxes"].detach().cpu().double()
+        if boxes.numel() == 0:
+            continue
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        for box, label, score in zip(xywh, out["labels"].tolist(), out["scores"].tolist()):
+            records.append({
+                "image_id": int(image_id),
+                "category_id": int(label_to_cat_id[int(label)]),
+                "bbox": [round(v, 2) for v in box],
+                "score": round(float(score), 5),
+            })
+    return records
+
+
+@torch.inference_mode()
+def predict_dataset(model: torch.nn.Module, loader, *, device: torch.device, label_to_cat_id) -> list[dict[str, Any]]:
+    """Detections for every image of ``loader`` (sharded across processes, gathered on all)."""
+    model.eval()
+    records: list[dict[str, Any]] = []
+    is_main = not dist.is_initialized() or dist.get_rank() == 0
+    for images, targets in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
+        outputs = model([img.to(device) for img in images])
+        records.extend(detections_to_lvis(outputs, [int(t["image_id"]) for t in targets], label_to_cat_id))
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list[list[dict[str, Any]]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+        dist.all_gather_object(gathered, records)
+        records = [r for part in gathered for r in part]
+    return records
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write JSON (never leaves a half-written file)."""
+    atomic_write_bytes(path, lambda handle: handle.write(json.dumps(obj).encode()))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: Path) -> torch.Tensor:
+    try:
+        with Image.open(path) as img:
+            return pil_to_tensor(img.convert("RGB")).float().div_(255.0)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path}: cannot read image ({err})") from err
+
+
+@torch.inference_mode()
+def predict_folder(
+    model: torch.nn.Module, folder: str | Path, *, device: torch.device, category_names: list[str],
+    score_threshold: float = 0.3, batch_size: int = 4,
+) -> list[dict[str, Any]]:
+    """Detections on every image in ``folder``: one record per box, with the file name."""
+    files = list_images(folder)
+    records: list[dict[str, Any]] = []
+    for start in tqdm(range(0, len(files), batch_size), desc="predict", dynamic_ncols=True):
+        batch = files[start:start + batch_size]
+        outputs = model([read_image(p).to(device) for p in batch])
+        for path, out in zip(batch, outputs):
+            keep = out["scores"] >= score_threshold
+            for box, label, score in zip(out["boxes"][keep].tolist(), out["labels"][keep].tolist(),
+                                         out["scores"][keep].tolist()):
+                records.append({"file_name": path.name, "label": category_names[int(label) - 1],
+                                "bbox_xyxy": [round(v, 2) for v in box], "score": round(score, 4)})
+    return records

@@ -1,0 +1,290 @@
+"""The training loop: one command for a single process (CPU or one GPU) and for DDP.
+
+Run it directly for one process, or under ``torchrun`` for several GPUs or nodes: the
+process group is set up from the environment ``torchrun`` provides. Plain PyTorch DDP is
+enough here; a trainer framework would hide the three things this loop must control
+exactly (what is frozen, which loss, what a checkpoint holds) behind callbacks.
+
+Resumption is exact on CPU: a checkpoint is written at the end of every epoch with the
+model, optimiser, AMP scaler, sampler and RNG states and the resolved parameters, and the
+learning rate is a pure function of the iteration. Data augmentation draws its randomness
+from per-sample seeds the sampler derives from (seed, epoch), so workers and restarts do
+not change it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from ..params import Params
+from .build import build_classification_loss, build_dataset, build_model, build_train_loader
+from .checkpoint import load_checkpoint, save_checkpoint
+from .schedule import lr_factor, scaled_lr
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last.pt"
+FINAL_WEIGHTS = "model_final.pt"
+
+
+# ---------------------------------------------------------------- processes and devices
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(device: str | None = None) -> Runtime:
+    """Join the process group ``torchrun`` describes, if any, and pick the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        dist.init_process_group(backend=backend)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device(device)
+    return Runtime(device=dev, rank=rank, world_size=world_size if dist.is_initialized() else 1)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+# ---------------------------------------------------------------- state
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_resolved_params(output_dir: Path, params: Params) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "params.yaml").write_text(yaml.safe_dump(params.to_dict(), sort_keys=False))
+
+
+def truncate_log(path: Path, *, before_iteration: int) -> None:
+    """Drop log lines of an interrupted epoch, so a resumed run's curve has no duplicates."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["iteration"] < before_iteration]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def reduce_loss_dict(losses: dict[str, torch.Tensor], world_size: int) -> dict[str, float]:
+    """Mean of each loss term over processes, for logging only."""
+    names = sorted(losses)
+    values = torch.stack([losses[k].detach().float() for k in names])
+    if world_size > 1:
+        dist.all_reduce(values)
+        values /= world_size
+    return {k: float(v) for k, v in zip(names, values)}
+
+
+def train_one_epoch(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    runtime: Runtime,
+    epoch: int,
+    iteration: int,
+    lr_at: Callable[[int], float],
+    scaler: torch.amp.GradScaler | None,
+    clip_grad_norm: float | None,
+    log_file: Path | None,
+) -> int:
+    """Train one epoch; returns the iteration counter after it."""
+    model.train()
+    amp = scaler is not None
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not runtime.is_main, dynamic_ncols=True, leave=True)
+    data_time = step_time = 0.0
+    images_seen = 0
+    tic = time.perf_counter()
+    handle = open(log_file, "a") if (log_file is not None and runtime.is_main) else None
+    try:
+        for images, targets in bar:
+            t_data = time.perf_counter()
+            images = [img.to(runtime.device, non_blocking=True) for img in images]
+            targets = [{k: (v.to(runtime.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+            lr = lr_at(iteration)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device_type=runtime.device.type, enabled=amp):
+                losses = model(images, targets)
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                raise FloatingPointError(
+                    f"loss is {float(total)} at epoch {epoch + 1}, iteration {iteration}: "
+                    f"{ {k: float(v) for k, v in losses.items()} }; lower train.base_lr or set train.clip_grad_norm"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(total).backward()
+                if clip_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                total.backward()
+                if clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                optimizer.step()
+            toc = time.perf_counter()
+            data_time += t_data - tic
+            step_time += toc - tic
+            images_seen += len(images) * runtime.world_size
+            tic = toc
+            logged = reduce_loss_dict(losses, runtime.world_size)
+            logged_total = sum(logged.values())
+            if handle is not None:
+                handle.write(json.dumps({"epoch": epoch + 1, "iteration": iteration, "lr": lr,
+                                         "loss": logged_total, **logged}) + "\n")
+            bar.set_postfix(loss=f"{logged_total:.3f}", lr=f"{lr:.2e}",
+                            img_s=f"{images_seen / max(step_time, 1e-9):.1f}",
+                            data=f"{100 * data_time / max(step_time, 1e-9):.0f}%")
+            iteration += 1
+    finally:
+        if handle is not None:
+            handle.close()
+    if runtime.is_main:
+        log.info("epoch %d: %.1f images/s, %.0f%% of the time waiting for data",
+                 epoch + 1, images_seen / max(step_time, 1e-9), 100 * data_time / max(step_time, 1e-9))
+    return iteration
+
+
+def train(params: Params, *, resume: bool = False, device: str | None = None) -> Path:
+    """Train a detector as ``params`` says; returns the path of the final weights.
+
+    With ``resume=True`` an existing ``<output_dir>/checkpoints/last.pt`` is continued
+    (its resolved parameters must describe the same run); without it, an existing run
+    directory with checkpoints is an error rather than silently overwritten.
+    """
+    runtime = setup_runtime(device)
+    cfg = params.train
+    out = Path(cfg.output_dir)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / LAST_CHECKPOINT
+    if last.exists() and not resume:
+        raise FileExistsError(
+            f"{last} exists: pass --resume to continue that run, or choose another train.output_dir"
+        )
+    torch.manual_seed(cfg.seed)
+
+    dataset = build_dataset(params.data, split="train", flip_prob=cfg.flip_prob, filter_empty=cfg.filter_empty)
+    loader, sampler = build_train_loader(dataset, cfg)
+    loss = build_classification_loss(cfg, num_classes=dataset.num_classes)
+    model = build_model(params.model, num_classes=dataset.num_classes, loss=loss).to(runtime.device)
+    if params.model.pretrained_backbone is None and runtime.is_main:
+        log.info("backbone initialised at random: training from scratch")
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    total_batch = cfg.batch_size * runtime.world_size
+    peak_lr = scaled_lr(base_lr=cfg.base_lr, base_batch_size=cfg.base_batch_size, total_batch_size=total_batch)
+    optimizer = torch.optim.SGD(trainable, lr=peak_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and runtime.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    iters_per_epoch = len(loader)
+    step_iters = [s * iters_per_epoch for s in cfg.lr_steps]
+
+    def lr_at(it: int) -> float:
+        return peak_lr * lr_factor(it, warmup_iters=cfg.warmup_iters, warmup_factor=cfg.warmup_factor,
+                                   step_iters=step_iters, gamma=cfg.lr_gamma)
+
+    start_epoch, iteration = 0, 0
+    if resume and last.exists():
+        state = load_checkpoint(last)
+        saved = state.get("params", {})
+        if saved.get("train", {}).get("loss") != cfg.loss or saved.get("model", {}).get("preset") != params.model.preset:
+            raise ValueError(f"{last}: was written by a different run (loss/preset differ); not resuming it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
+        if runtime.is_main:
+            truncate_log(out / "train_log.jsonl", before_iteration=iteration)
+        if runtime.is_main:
+            log.info("resumed %s at epoch %d (iteration %d)", last, start_epoch, iteration)
+    elif resume and runtime.is_main:
+        log.info("--resume: no checkpoint at %s yet, starting from scratch", last)
+
+    ddp_model: torch.nn.Module = model
+    if runtime.world_size > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
+    if runtime.is_main:
+        write_resolved_params(out, params)
+        log.info("training %d images, %d classes, %d iterations/epoch, batch %d x %d processes, lr %.4g on %s",
+                 len(dataset), dataset.num_classes, iters_per_epoch, cfg.batch_size, runtime.world_size,
+                 peak_lr, runtime.device)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        iteration = train_one_epoch(
+            model=ddp_model, optimizer=optimizer, loader=loader, runtime=runtime, epoch=epoch,
+            iteration=iteration, lr_at=lr_at, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
+            log_file=out / "train_log.jsonl",
+        )
+        sampler.set_epoch(epoch + 1)
+        if runtime.is_main:
+            save_checkpoint(last, {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else {},
+                "sampler": sampler.state_dict(),
+                "rng": rng_state(),
+                "epoch": epoch + 1,
+                "iteration": iteration,
+                "params": params.to_dict(),
+            })
+        if runtime.world_size > 1:
+            dist.barrier()
+
+    final = out / FINAL_WEIGHTS
+    if runtime.is_main:
+        save_checkpoint(final, {"model": model.state_dict(), "params": params.to_dict(),
+                                "num_classes": dataset.num_classes, "epoch": cfg.epochs})
+    return final
+

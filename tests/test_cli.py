@@ -1,0 +1,66 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bacl.cli import build_parser, main
+
+COMMANDS = ["data", "train", "evaluate", "predict", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: bacl " + command in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "bacl", "--help"], capture_output=True, text=True, check=True)
+    assert "evaluate" in out.stdout
+
+
+def test_parameter_error_exits_2_and_names_the_key(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--set", "train.epochs=0"]) == 2
+    assert "train.epochs: must be >= 1" in capsys.readouterr().err
+
+
+def test_evaluate_a_results_file(tiny_lvis, tmp_path, capsys):
+    gt = json.loads(tiny_lvis["val"].read_text())
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+            for a in gt["annotations"]]
+    det_path = tmp_path / "results.json"
+    det_path.write_text(json.dumps(dets))
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", "--annotations", str(tiny_lvis["val"]), "--detections", str(det_path),
+                 "--output", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["AP"] == pytest.approx(1.0)
+    assert "APr" in capsys.readouterr().out
+
+
+def test_evaluate_names_a_malformed_results_file(tiny_lvis, tmp_path, capsys):
+    det_path = tmp_path / "broken.json"
+    det_path.write_text('[{"image_id": 1000, "category_id": 1')
+    assert main(["evaluate", "--annotations", str(tiny_lvis["val"]), "--detections", str(det_path)]) == 1
+    assert "broken.json" in capsys.readouterr().err
+
+
+def test_train_evaluate_predict_end_to_end(tiny_lvis, tmp_path, capsys):
+    root, run = tiny_lvis["root"], tmp_path / "run"
+    common = ["--set", f"data.root={root}", "--set", f"train.output_dir={run}", "--set", "train.epochs=1",
+              "--set", "model.min_size_train=[64]", "--set", "model.min_size_test=64",
+              "--set", "train.workers=0", "--set", "evaluate.workers=0", "--set", "train.batch_size=4"]
+    assert main(["train", *common]) == 0
+    assert main(["evaluate", *common]) == 0
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert {"AP", "APr", "APc", "APf", "per_class"} <= set(metrics)
+    assert json.loads((run / "eval" / "detections.json").read_text())  # a list of LVIS records
+    out = tmp_path / "pred.json"
+    assert main(["predict", "--checkpoint", str(run / "model_final.pt"), "--images",
+                 str(tiny_lvis["image_root"] / "val"), "--output", str(out), "--score-threshold", "0",
+                 "--draw", str(tmp_path / "drawn")]) == 0
+    assert isinstance(json.loads(out.read_text()), list)

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import pytest
+
+from bacl.params import ParamError, load_params, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_yaml_equals_builtin_defaults():
+    assert load_params(ROOT / "params.yaml") == load_params(None)
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_loads(config):
+    params = load_params(config)
+    assert params.train.epochs >= 1
+
+
+def test_overrides_are_typed():
+    params = load_params(None, ["train.epochs=3", "model.min_size_train=[128, 160]", "train.weight_decay=5e-5",
+                                "train.repeat_factor_threshold=0.001"])
+    assert params.train.epochs == 3
+    assert params.model.min_size_train == [128, 160]
+    assert params.train.weight_decay == pytest.approx(5e-5)
+    assert params.train.repeat_factor_threshold == pytest.approx(0.001)
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ParamError, match=r"train\.epoch: unknown key \(did you mean 'epochs'\?\)"):
+        load_params(None, ["train.epoch=3"])
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ParamError, match=r"trian: unknown key"):
+        load_params(None, ["trian.epochs=3"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.epochs=0", "train.epochs"),
+        ("train.base_lr=-1", "train.base_lr"),
+        ("train.momentum=1.5", "train.momentum"),
+        ("train.loss=focal", "train.loss"),
+        ("train.lr_steps=[11, 8]", "train.lr_steps"),
+        ("model.preset=vgg", "model.preset"),
+        ("model.nms_thresh=0", "model.nms_thresh"),
+        ("data.dataset=coco", "data.dataset"),
+        ("data.synthetic.image_size=8", "data.synthetic.image_size"),
+        ("train.epochs=three", "train.epochs"),
+        ("train.amp=maybe", "train.amp"),
+        ("model.min_size_train=160", "model.min_size_train"),
+        ("evaluate.max_dets=0", "evaluate.max_dets"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ParamError, match=rf"^params: {key.replace('.', r'[.]')}(\[\d+\])?: "):
+        load_params(None, [override])
+
+
+def test_errors_name_the_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  epochs: -2\n")
+    with pytest.raises(ParamError, match=rf"{path.name}: train.epochs: must be >= 1"):
+        load_params(path)
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        load_params(path)
+    with pytest.raises(ParamError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_override_syntax_error():
+    with pytest.raises(ParamError, match="expected key=value"):
+        parse_overrides(["train.epochs"])
