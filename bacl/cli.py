@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .params import ParamError, Params, load_params
+from .params import STAGES, ParamError, Params, load_params
 
 log = logging.getLogger("bacl")
 
@@ -68,7 +68,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from .engine.train import train
 
-    final = train(_params(args), resume=args.resume, device=args.device)
+    final = train(_params(args), stage=args.stage, resume=args.resume, device=args.device)
     log.info("final weights: %s", final)
 
 
@@ -189,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a detector (single process, or under torchrun for DDP)")
     _add_params_args(p)
-    p.add_argument("--resume", action="store_true", help="continue from <train.output_dir>/checkpoints/last.pt")
+    p.add_argument("--stage", choices=STAGES, default="representation",
+                   help="representation (stage 1, settings under train:) or classifier (stage 2, settings under "
+                        "classifier:, starts from stage 1's model_final.pt); default: representation")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <output_dir>/checkpoints/last.pt of the stage")
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
 

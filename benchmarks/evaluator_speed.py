@@ -1,4 +1,4 @@
-"""Time ``bacl.evaluation.evaluate_lvis`` against the official lvis-api on LVIS-sized files.
+"""Time bacl's ``evaluate_lvis`` against the official lvis-api on LVIS-sized files.
 
 Generates, with a fixed seed and in a temporary folder (nothing is downloaded), an
 LVIS-v1-like ground-truth file (1203 categories with r/c/f frequencies and
@@ -140,7 +140,7 @@ def run_reference(gt_path: str, dt_path: str, max_dets: int) -> dict[str, Any]:
 
 
 def run_ours(gt_path: str, dt_path: str, max_dets: int) -> dict[str, Any]:
-    from bacl.evaluation import evaluate_lvis
+    from bacl.evaluation.lvis_eval import evaluate_lvis
 
     metrics = evaluate_lvis(annotations=gt_path, detections=dt_path, max_dets=max_dets)
     return {"summary": {k: metrics[k] for k in SUMMARY_KEYS},
@@ -167,8 +167,10 @@ def main() -> None:
                         help="time only bacl's evaluator")
     args = parser.parse_args()
 
-    print(f"machine: {platform.platform()} | python {platform.python_version()} | "
-          f"cpus {os.cpu_count()} | numpy {np.__version__}")
+    load = " | load avg %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
+          f"cpus {os.cpu_count()} | python {platform.python_version()} | "
+          f"numpy {np.__version__}{load}")
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     gt, dets = make_dataset(rng, args.images, args.dets_per_image)

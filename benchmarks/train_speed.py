@@ -96,10 +96,13 @@ def time_training(model, loader, *, steps: int, warmup: int) -> dict[str, float]
     }
 
 
+NAMES = ("ours (sigmoid C+1 head, registry loss)", "torchvision stock RoI heads (softmax)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None, help="an existing synthetic benchmark (default: generate one)")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -122,14 +125,19 @@ def main() -> None:
         loader, sampler = build_train_loader(dataset, params.train)
         sampler.set_epoch(0)
 
-        results = {}
-        for name in ("ours (sigmoid C+1 head, registry loss)", "torchvision stock RoI heads (softmax)"):
+        models = {}
+        for name in NAMES:
             torch.manual_seed(0)
             loss = build_classification_loss(params.train, num_classes=dataset.num_classes)
-            model = build_model(params.model, num_classes=dataset.num_classes, loss=loss)
+            models[name] = build_model(params.model, num_classes=dataset.num_classes, loss=loss)
             if name.startswith("torchvision"):
-                stock_roi_heads(model, dataset.num_classes)
-            results[name] = time_training(model, loader, steps=args.steps, warmup=args.warmup)
+                stock_roi_heads(models[name], dataset.num_classes)
+        # Alternate A B B A so that a transient load or warm-up hits both; keep each one's best round.
+        results: dict[str, dict[str, float]] = {}
+        for name in (NAMES[0], NAMES[1], NAMES[1], NAMES[0]):
+            r = time_training(models[name], loader, steps=args.steps, warmup=args.warmup)
+            if name not in results or r["images_per_s"] > results[name]["images_per_s"]:
+                results[name] = r
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, {params.train.workers} loader workers, "
@@ -137,7 +145,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:42s} {r['images_per_s']:6.1f} images/s  {r['step_ms']:7.1f} ms/step  "
               f"data wait {100 * r['data_share']:4.1f}%  target assignment {100 * r['assign_share']:4.1f}%")
-    ours, stock = results.values()
+    ours, stock = results[NAMES[0]], results[NAMES[1]]
     print(f"ratio ours / stock throughput: {ours['images_per_s'] / stock['images_per_s']:.2f}x")
     print(f"share of a step outside the network (data + target assignment): "
           f"{100 * (ours['data_share'] + ours['assign_share']):.1f}%")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bacl.params import ParamError, load_params, parse_overrides
+from bacl.params import ClassifierParams, ParamError, TrainParams, load_params, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +52,16 @@ def test_unknown_section_is_named():
         ("train.amp=maybe", "train.amp"),
         ("model.min_size_train=160", "model.min_size_train"),
         ("evaluate.max_dets=0", "evaluate.max_dets"),
+        ("classifier.epochs=0", "classifier.epochs"),
+        ("classifier.loss=focal", "classifier.loss"),
+        ("classifier.freeze=maybe", "classifier.freeze"),
+        ("classifier.init_from=[a]", "classifier.init_from"),
+        ("classifier.fcbl.alpha=-0.1", "classifier.fcbl.alpha"),
+        ("classifier.fcbl.prob_thr=0", "classifier.fcbl.prob_thr"),
+        ("classifier.fhm.decay=0", "classifier.fhm.decay"),
+        ("classifier.fhm.num_jitter=24", "classifier.fhm.num_jitter"),
+        ("classifier.fhm.num_sampled_classes=-1", "classifier.fhm.num_sampled_classes"),
+        ("classifier.loss=bce", "classifier.fhm.enabled"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
@@ -74,3 +84,28 @@ def test_errors_name_the_file(tmp_path):
 def test_override_syntax_error():
     with pytest.raises(ParamError, match="expected key=value"):
         parse_overrides(["train.epochs"])
+
+
+def test_classifier_stage_defaults_are_the_papers():
+    c = load_params(None).classifier
+    assert isinstance(c, TrainParams)  # the optimiser keys and their checks are shared
+    assert (c.loss, c.freeze, c.init_from, c.output_dir) == ("fcbl", True, None, "runs/bacl")
+    assert (c.fcbl.alpha, c.fcbl.prob_thr, c.fcbl.reweight) == (0.85, 0.7, True)
+    assert (c.fhm.enabled, c.fhm.decay, c.fhm.num_sampled_classes, c.fhm.num_samples_per_class,
+            c.fhm.num_jitter) == (True, 0.1, 8, 12, 16)
+    assert (c.base_lr, c.base_batch_size, c.weight_decay) == (0.02, 16, 1e-4)
+    assert {f for f in TrainParams.__dataclass_fields__} < set(ClassifierParams.__dataclass_fields__)
+
+
+def test_classifier_starts_from_stage_one_unless_told():
+    params = load_params(None, ["train.output_dir=runs/s1"])
+    assert params.classifier_init_from == Path("runs/s1/model_final.pt")
+    assert params.stage("classifier") is params.classifier and params.stage("representation") is params.train
+    assert load_params(None, ["classifier.init_from=w.pt"]).classifier_init_from == Path("w.pt")
+    with pytest.raises(ValueError, match="unknown stage"):
+        params.stage("detector")
+
+
+def test_unknown_classifier_key_is_named_with_a_suggestion():
+    with pytest.raises(ParamError, match=r"classifier\.fhm\.enable: unknown key \(did you mean 'enabled'\?\)"):
+        load_params(None, ["classifier.fhm.enable=false"])

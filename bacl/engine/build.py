@@ -7,6 +7,7 @@ part can also be built and tested without a params file.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
@@ -18,8 +19,9 @@ from ..data.samplers import TrainingSampler
 from ..data.transforms import Compose, RandomHorizontalFlip
 from ..losses import ClassificationLoss, build_loss
 from ..models.detector import build_detector
+from ..models.feature_hallucination import FeatureHallucination
 from ..models.image_transform import TrainTestSizeTransform
-from ..params import DataParams, EvaluateParams, ModelParams, TrainParams
+from ..params import ClassifierParams, DataParams, EvaluateParams, FHMParams, ModelParams, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,27 @@ def build_eval_loader(dataset: LVISDetection, evaluate: EvaluateParams) -> DataL
 
 
 def build_classification_loss(train: TrainParams, *, num_classes: int) -> ClassificationLoss:
-    return build_loss(train.loss, num_classes=num_classes)
+    """The stage's loss. In the classifier stage FCBL takes ``classifier.fcbl``'s alpha and
+    prob_thr; its ``reweight`` is switched on by the engine when the stage starts."""
+    kwargs = {}
+    if isinstance(train, ClassifierParams) and train.loss == "fcbl":
+        kwargs = {"alpha": train.fcbl.alpha, "prob_thr": train.fcbl.prob_thr}
+    return build_loss(train.loss, num_classes=num_classes, **kwargs)
+
+
+def build_hallucinator(
+    fhm: FHMParams, *, num_classes: int, feat_dim: int, seed: int, accuracy_source: Callable[[], torch.Tensor]
+) -> FeatureHallucination:
+    return FeatureHallucination(
+        num_classes=num_classes,
+        feat_dim=feat_dim,
+        decay=fhm.decay,
+        num_sampled_classes=fhm.num_sampled_classes,
+        num_samples_per_class=fhm.num_samples_per_class,
+        num_jitter=fhm.num_jitter,
+        seed=seed,
+        accuracy_source=accuracy_source,
+    )
 
 
 def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLoss) -> torch.nn.Module:

@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from ..params import Params, params_from_dict
+from ..params import STAGES, Params, params_from_dict
 from .build import build_classification_loss, build_model
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 
@@ -22,22 +22,34 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+# Training-only state: FHM (``roi_heads.hallucinator``) is called in training only, so a
+# classifier-stage checkpoint's hallucinator statistics are dropped when loading for
+# inference and the model is rebuilt without it (the same network as the stage-1 one).
+TRAINING_ONLY_PREFIXES = ("roi_heads.hallucinator.",)
+
+
 def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: Params | None = None):
     """Rebuild the detector a checkpoint was trained as and load its weights.
 
     Returns ``(model, params, num_classes)``; the parameters saved in the checkpoint
-    describe the model unless ``params`` is given.
+    describe the model unless ``params`` is given. The loss is the one of the stage
+    that wrote the checkpoint (``train.loss``, or ``classifier.loss`` for the
+    classifier stage), so its statistics load too; FHM's are dropped (see
+    :data:`TRAINING_ONLY_PREFIXES`).
     """
     state = load_checkpoint(checkpoint)
     saved = params_from_dict(state["params"], source=f"{checkpoint} (saved params)") if params is None else params
-    weights = state["model"]
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
     num_classes = state.get("num_classes")
     if num_classes is None:
         key = next((k for k in weights if k.endswith("cls_score.weight")), None)
         if key is None:
             raise CheckpointError(f"{checkpoint}: cannot tell the number of classes (no cls_score weights)")
         num_classes = int(weights[key].shape[0]) - 1
-    loss = build_classification_loss(saved.train, num_classes=int(num_classes))
+    stage = state.get("stage", "representation")
+    if stage not in STAGES:
+        raise CheckpointError(f"{checkpoint}: unknown training stage {stage!r}")
+    loss = build_classification_loss(saved.stage(stage), num_classes=int(num_classes))
     model = build_model(saved.model, num_classes=int(num_classes), loss=loss)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:

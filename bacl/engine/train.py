@@ -1,5 +1,11 @@
 """The training loop: one command for a single process (CPU or one GPU) and for DDP.
 
+Two stages share it (BACL's decoupled training, METHOD.md section 4): ``representation``
+trains the whole detector with ``train``'s settings; ``classifier`` starts from the
+representation stage's weights and, with ``classifier``'s settings, trains only the
+classification layer, the box regression layer and the RPN (everything else frozen,
+BatchNorm statistics included) with FCBL and the feature hallucination module.
+
 Run it directly for one process, or under ``torchrun`` for several GPUs or nodes: the
 process group is set up from the environment ``torchrun`` provides. Plain PyTorch DDP is
 enough here; a trainer framework would hide the three things this loop must control
@@ -20,22 +26,30 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from ..params import Params
-from .build import build_classification_loss, build_dataset, build_model, build_train_loader
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..models.detector import classifier_stage_parameters
+from ..params import STAGES, Params
+from .build import (build_classification_loss, build_dataset, build_hallucinator, build_model,
+                    build_train_loader)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .freeze import freeze_except, train_mode
 from .schedule import lr_factor, scaled_lr
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 FINAL_WEIGHTS = "model_final.pt"
+
+# State-dict prefixes of the classifier stage's own statistics (FCBL's confusion matrix,
+# FHM's moments and generator): they start at zero in the classifier stage, so they
+# are neither required in nor taken from the checkpoint it starts from.
+STAGE_STATISTICS = ("roi_heads.classification_loss.", "roi_heads.hallucinator.")
 
 
 # ---------------------------------------------------------------- processes and devices
@@ -129,9 +143,11 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler | None,
     clip_grad_norm: float | None,
     log_file: Path | None,
+    frozen_norms: Sequence[torch.nn.Module] = (),
 ) -> int:
-    """Train one epoch; returns the iteration counter after it."""
-    model.train()
+    """Train one epoch; returns the iteration counter after it. ``frozen_norms`` stay in
+    eval mode (see :mod:`bacl.engine.freeze`)."""
+    train_mode(model, frozen_norms)
     amp = scaler is not None
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not runtime.is_main, dynamic_ncols=True, leave=True)
     data_time = step_time = 0.0
@@ -190,21 +206,120 @@ def train_one_epoch(
     return iteration
 
 
-def train(params: Params, *, resume: bool = False, device: str | None = None) -> Path:
+def load_initial_weights(model: torch.nn.Module, path: Path, *, preset: str) -> None:
+    """Load the weights the classifier stage starts from (a representation-stage checkpoint).
+
+    Every parameter and buffer of ``model`` must be in the checkpoint, with the same
+    shape, except the stage's own statistics (:data:`STAGE_STATISTICS`), which are
+    skipped when present: they start at zero. Errors name the file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no checkpoint to start the classifier stage from; train the representation stage "
+            "first (bacl train) or point classifier.init_from at its model_final.pt"
+        )
+    state = load_checkpoint(path)
+    saved_preset = state.get("params", {}).get("model", {}).get("preset")
+    if saved_preset is not None and saved_preset != preset:
+        raise ValueError(f"{path}: was trained with model.preset {saved_preset!r}, this run uses {preset!r}")
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(STAGE_STATISTICS)}
+    expected = [k for k in model.state_dict() if not k.startswith(STAGE_STATISTICS)]
+    missing = [k for k in expected if k not in weights]
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not fit the model: {len(missing)} missing {missing[:8]}, "
+            f"{len(unexpected)} unexpected {unexpected[:8]}"
+        )
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError as err:  # shape mismatch, e.g. another number of classes
+        raise CheckpointError(f"{path}: does not fit the model ({err})") from None
+
+
+def prepare_classifier_stage(
+    model: torch.nn.Module, params: Params, *, runtime: Runtime, load_weights: bool
+) -> list[torch.nn.Module]:
+    """Turn a freshly built detector into the classifier stage's; returns the frozen
+    BatchNorm layers (to keep in eval mode).
+
+    Loads ``classifier_init_from`` (unless ``load_weights`` is False: a resumed run
+    loads its own checkpoint), switches FCBL's auto-adjusted weights on as the
+    reference's ``ReweightHook(step=1)`` does at the first classifier epoch, freezes
+    everything but the classification and box regression layers and the RPN, and
+    attaches FHM as ``roi_heads.hallucinator`` so its statistics and generator are in
+    the model's ``state_dict``. FHM's generator is seeded with ``seed + rank``.
+    """
+    cfg = params.classifier
+    init_from = params.classifier_init_from
+    if load_weights:
+        load_initial_weights(model, init_from, preset=params.model.preset)
+        if runtime.is_main:
+            log.info("classifier stage: weights from %s", init_from)
+    loss = model.roi_heads.classification_loss
+    if cfg.loss == "fcbl":
+        loss.reweight = cfg.fcbl.reweight
+    frozen_norms: list[torch.nn.Module] = []
+    if cfg.freeze:
+        frozen_norms = freeze_except(model, classifier_stage_parameters(model))
+    if cfg.fhm.enabled:
+        model.roi_heads.hallucinator = build_hallucinator(
+            cfg.fhm,
+            num_classes=loss.num_classes,
+            feat_dim=model.roi_heads.box_predictor.cls_score.in_features,
+            seed=cfg.seed + runtime.rank,
+            accuracy_source=lambda: loss.class_accuracy,
+        ).to(runtime.device)
+    if runtime.is_main:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        log.info("classifier stage: loss %s%s, FHM %s, %s: %d of %d parameters trainable", cfg.loss,
+                 f" (alpha {cfg.fcbl.alpha}, prob_thr {cfg.fcbl.prob_thr}, reweight {cfg.fcbl.reweight})"
+                 if cfg.loss == "fcbl" else "", "on" if cfg.fhm.enabled else "off",
+                 "frozen" if cfg.freeze else "nothing frozen", trainable, total)
+    return frozen_norms
+
+
+def gather_fhm_generators(model: torch.nn.Module, world_size: int) -> list[torch.Tensor] | None:
+    """Every process's FHM generator state (processes draw differently, and the model's
+    ``state_dict`` saved by rank 0 holds rank 0's only); ``None`` without FHM."""
+    hallucinator = getattr(model.roi_heads, "hallucinator", None)
+    if hallucinator is None:
+        return None
+    local = hallucinator.generator.get_state()
+    if world_size == 1:
+        return [local]
+    states: list[Any] = [None] * world_size
+    dist.all_gather_object(states, local)
+    return states
+
+
+def train(params: Params, *, stage: str = "representation", resume: bool = False,
+          device: str | None = None) -> Path:
     """Train a detector as ``params`` says; returns the path of the final weights.
+
+    ``stage`` is ``"representation"`` (settings from ``params.train``) or
+    ``"classifier"`` (settings from ``params.classifier``; starts from the weights at
+    ``params.classifier_init_from``, see :func:`prepare_classifier_stage`).
 
     With ``resume=True`` an existing ``<output_dir>/checkpoints/last.pt`` is continued
     (its resolved parameters must describe the same run); without it, an existing run
     directory with checkpoints is an error rather than silently overwritten.
     """
-    runtime = setup_runtime(device)
-    cfg = params.train
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {list(STAGES)}")
+    cfg = params.stage(stage)
+    section = "classifier" if stage == "classifier" else "train"
     out = Path(cfg.output_dir)
+    if stage == "classifier" and (out / FINAL_WEIGHTS).resolve() == params.classifier_init_from.resolve():
+        raise ValueError(f"classifier.output_dir {out} would overwrite the weights it starts from "
+                         f"({params.classifier_init_from}); choose another directory")
+    runtime = setup_runtime(device)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / LAST_CHECKPOINT
     if last.exists() and not resume:
         raise FileExistsError(
-            f"{last} exists: pass --resume to continue that run, or choose another train.output_dir"
+            f"{last} exists: pass --resume to continue that run, or choose another {section}.output_dir"
         )
     torch.manual_seed(cfg.seed)
 
@@ -212,7 +327,11 @@ def train(params: Params, *, resume: bool = False, device: str | None = None) ->
     loader, sampler = build_train_loader(dataset, cfg)
     loss = build_classification_loss(cfg, num_classes=dataset.num_classes)
     model = build_model(params.model, num_classes=dataset.num_classes, loss=loss).to(runtime.device)
-    if params.model.pretrained_backbone is None and runtime.is_main:
+    frozen_norms: list[torch.nn.Module] = []
+    if stage == "classifier":
+        frozen_norms = prepare_classifier_stage(model, params, runtime=runtime,
+                                                load_weights=not (resume and last.exists()))
+    elif params.model.pretrained_backbone is None and runtime.is_main:
         log.info("backbone initialised at random: training from scratch")
 
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -233,9 +352,16 @@ def train(params: Params, *, resume: bool = False, device: str | None = None) ->
     if resume and last.exists():
         state = load_checkpoint(last)
         saved = state.get("params", {})
-        if saved.get("train", {}).get("loss") != cfg.loss or saved.get("model", {}).get("preset") != params.model.preset:
-            raise ValueError(f"{last}: was written by a different run (loss/preset differ); not resuming it")
+        if (saved.get(section, {}).get("loss") != cfg.loss
+                or saved.get("model", {}).get("preset") != params.model.preset
+                or state.get("stage", "representation") != stage):
+            raise ValueError(f"{last}: was written by a different run (stage/loss/preset differ); not resuming it")
         model.load_state_dict(state["model"])
+        # Each process continues its own FHM draws; with another number of processes
+        # than the saved run, every process continues from rank 0's (in the state_dict).
+        generators = state.get("fhm_generators")
+        if generators is not None and len(generators) == runtime.world_size:
+            model.roi_heads.hallucinator.generator.set_state(generators[runtime.rank])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -251,13 +377,16 @@ def train(params: Params, *, resume: bool = False, device: str | None = None) ->
 
     ddp_model: torch.nn.Module = model
     if runtime.world_size > 1:
+        # Frozen, nothing in the buffers changes but FCBL's and FHM's statistics, which are
+        # already summed over processes: broadcasting every buffer each step would be waste.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
+            broadcast_buffers=not (stage == "classifier" and params.classifier.freeze),
         )
     if runtime.is_main:
         write_resolved_params(out, params)
-        log.info("training %d images, %d classes, %d iterations/epoch, batch %d x %d processes, lr %.4g on %s",
-                 len(dataset), dataset.num_classes, iters_per_epoch, cfg.batch_size, runtime.world_size,
+        log.info("%s stage: %d images, %d classes, %d iterations/epoch, batch %d x %d processes, lr %.4g on %s",
+                 stage, len(dataset), dataset.num_classes, iters_per_epoch, cfg.batch_size, runtime.world_size,
                  peak_lr, runtime.device)
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -265,11 +394,12 @@ def train(params: Params, *, resume: bool = False, device: str | None = None) ->
         iteration = train_one_epoch(
             model=ddp_model, optimizer=optimizer, loader=loader, runtime=runtime, epoch=epoch,
             iteration=iteration, lr_at=lr_at, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
-            log_file=out / "train_log.jsonl",
+            log_file=out / "train_log.jsonl", frozen_norms=frozen_norms,
         )
         sampler.set_epoch(epoch + 1)
+        generators = gather_fhm_generators(model, runtime.world_size)
         if runtime.is_main:
-            save_checkpoint(last, {
+            state = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else {},
@@ -278,13 +408,16 @@ def train(params: Params, *, resume: bool = False, device: str | None = None) ->
                 "epoch": epoch + 1,
                 "iteration": iteration,
                 "params": params.to_dict(),
-            })
+                "stage": stage,
+            }
+            if generators is not None:
+                state["fhm_generators"] = generators
+            save_checkpoint(last, state)
         if runtime.world_size > 1:
             dist.barrier()
 
     final = out / FINAL_WEIGHTS
     if runtime.is_main:
         save_checkpoint(final, {"model": model.state_dict(), "params": params.to_dict(),
-                                "num_classes": dataset.num_classes, "epoch": cfg.epochs})
+                                "num_classes": dataset.num_classes, "epoch": cfg.epochs, "stage": stage})
     return final
-

@@ -11,11 +11,15 @@ levels with ``searchsorted``. The same numbers follow from the true positives al
   the right-to-left maximum at a true positive is the maximum over later true
   positives.
 
-So precision is computed at the true positives only (about as many as there are
-ground-truth boxes, against ``detections x thresholds`` positions), for all
-categories at once. The right-to-left running maximum restarts at each category by
-running it on complex numbers ``-run + 1j * precision``: numpy orders complex numbers
-by real part first, so a new run always wins, and the precision stays exact.
+So precision is computed at the true positives only (at most ground-truth boxes x
+thresholds of them, against detections x thresholds positions), for all categories
+at once. The false positives before each one are counted without a per-threshold
+pass over all detections: most detections never match, so their outcome is the
+same at every threshold, and only the candidates that may match are corrected per
+threshold. The right-to-left running maximum restarts at each (threshold, category)
+run by running it on complex numbers ``-run + 1j * precision``: numpy orders
+complex numbers by real part first, so a new run always wins, and the precision
+stays exact.
 """
 
 from __future__ import annotations
@@ -24,13 +28,13 @@ import numpy as np
 
 
 def min_true_positives(num_gt: int, recall_thresholds: np.ndarray) -> np.ndarray:
-    """``(R,)`` smallest ``tp`` in ``[0, num_gt]`` whose recall ``tp / num_gt`` reaches each level."""
+    """``(R,)`` smallest ``tp`` in ``[0, num_gt]`` with recall ``tp / num_gt`` >= each level."""
     recall_values = np.arange(num_gt + 1, dtype=np.float64) / num_gt
     return np.searchsorted(recall_values, recall_thresholds, side="left")
 
 
 def _run_suffix_max(values: np.ndarray, run: np.ndarray) -> np.ndarray:
-    """``max(values[i:end of i's run])`` for ``values`` ``(E,)`` and non-decreasing ``run`` ``(E,)``."""
+    """``max(values[i:end of i's run])`` for ``values`` (E,) and non-decreasing ``run`` (E,)."""
     keyed = np.empty(len(values), dtype=np.complex128)
     keyed.real = -run
     keyed.imag = values

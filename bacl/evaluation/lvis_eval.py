@@ -79,11 +79,11 @@ def lvis_precision(gt: GroundTruth, dets: Detections, *, max_dets: int) -> tuple
     gt_keep, gt_key = _evaluated_ground_truth(gt)
     kept, dt_key, num_kept = _evaluated_detections(gt, dets, max_dets, gt_key)
     area = dets.boxes[kept, 2] * dets.boxes[kept, 3]
-    scores = dets.scores[kept]
+    rank, tied_rank = _score_ranks(dets.scores[kept])
     # Detections as lvis-api's evaluate_img visits them: (image, category) group,
     # score descending, input order. Ground truth: group, then file order.
-    dt_order = _order_by(dt_key, _score_rank(scores, unique=True))
-    kept, dt_key, area, scores = kept[dt_order], dt_key[dt_order], area[dt_order], scores[dt_order]
+    dt_order = _order_by(dt_key, rank)
+    kept, dt_key, area, tied_rank = (x[dt_order] for x in (kept, dt_key, area, tied_rank))
     gt_order = np.argsort(gt_key, kind="stable")
     gt_keep, gt_key = gt_keep[gt_order], gt_key[gt_order]
 
@@ -105,7 +105,7 @@ def lvis_precision(gt: GroundTruth, dets: Detections, *, max_dets: int) -> tuple
     # Accumulation order (LVISEval.accumulate): category, score descending, image id,
     # input order; within a category and score, the current order is image, input.
     dt_cat = dt_key % num_cats
-    acc_order = _order_by(dt_cat, _score_rank(scores, unique=False), np.arange(len(dt_cat)))
+    acc_order = _order_by(dt_cat, tied_rank, np.arange(len(dt_cat)))
     acc_pos = np.empty_like(acc_order)
     acc_pos[acc_order] = np.arange(len(acc_order))
     cand_order = np.argsort(acc_pos[candidates])
@@ -141,20 +141,15 @@ def _evaluated_detections(gt: GroundTruth, dets: Detections, max_dets: int,
     return kept[sel], key[sel], len(kept)
 
 
-def _score_rank(scores: np.ndarray, *, unique: bool) -> np.ndarray:
-    """Rank ``(N,)`` of each score, highest first.
-
-    ``unique``: ties get successive ranks in input order (a stable sort); otherwise
-    equal scores share a rank.
-    """
+def _score_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks ``(N,)`` of each score, highest first: ties broken by input order (as a
+    stable sort does), and ties sharing a rank."""
     order = np.argsort(-scores, kind="stable")
-    rank = np.empty(len(scores), dtype=np.int64)
-    if unique:
-        rank[order] = np.arange(len(scores))
-    else:
-        ordered = scores[order]
-        rank[order] = np.concatenate([[0], np.cumsum(ordered[1:] != ordered[:-1])])
-    return rank
+    rank, tied_rank = np.empty(len(scores), np.int64), np.empty(len(scores), np.int64)
+    rank[order] = np.arange(len(scores))
+    ordered = scores[order]
+    tied_rank[order] = np.concatenate([[0], np.cumsum(ordered[1:] != ordered[:-1])])
+    return rank, tied_rank
 
 
 def _order_by(*keys: np.ndarray) -> np.ndarray:
@@ -297,7 +292,7 @@ def write_metrics(path: PathLike, metrics: Mapping[str, Any]) -> None:
     ``path`` with ``os.replace``.
     """
     path = Path(path)
-    text = json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    text = json.dumps(metrics, indent=2) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

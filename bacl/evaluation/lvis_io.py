@@ -130,7 +130,8 @@ def _unique_sorted_ids(ids: list[int] | np.ndarray, what: str, source: str) -> n
     return arr
 
 
-def _category_records(cats: list[_Category], order: np.ndarray, source: str) -> list[dict[str, Any]]:
+def _category_records(cats: list[_Category], order: np.ndarray,
+                      source: str) -> list[dict[str, Any]]:
     records = []
     for i in order:
         cat = cats[i]
@@ -257,7 +258,8 @@ def _detections_from_dicts(dets: Sequence[Mapping[str, Any]]) -> Detections:
         for i, det in enumerate(dets):
             _check_detection_record(i, det)
         raise ValueError("detections: cannot be read as LVIS results")
-    return Detections(image_ids=image_ids.astype(np.int64), category_ids=category_ids.astype(np.int64),
+    return Detections(image_ids=image_ids.astype(np.int64),
+                      category_ids=category_ids.astype(np.int64),
                       boxes=boxes.astype(np.float64), scores=scores.astype(np.float64))
 
 
@@ -309,7 +311,8 @@ def _detections_from_arrays(arrays: Mapping[str, Any]) -> Detections:
     if scores.dtype.kind not in "iuf" or scores.ndim != 1:
         raise ValueError(f"detections['score'] must be a numeric array of shape (N,), "
                          f"got {scores.dtype} {scores.shape}")
-    return Detections(image_ids=image_ids.astype(np.int64), category_ids=category_ids.astype(np.int64),
+    return Detections(image_ids=image_ids.astype(np.int64),
+                      category_ids=category_ids.astype(np.int64),
                       boxes=boxes.astype(np.float64), scores=scores.astype(np.float64))
 
 

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bacl.evaluation import evaluate_lvis, write_metrics
-from bacl.evaluation.lvis_eval import top_scored_per_image
+from bacl.evaluation.lvis_eval import _order_by, evaluate_lvis, top_scored_per_image, write_metrics
+
+# lvis-api logs with the deprecated Logger.warn.
+pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 TOL = 1e-9  # the brief asks for 1e-4; the implementation reproduces lvis-api's floats
@@ -24,6 +26,8 @@ TOL = 1e-9  # the brief asks for 1e-4; the implementation reproduces lvis-api's 
 
 @pytest.fixture
 def lvis_api(monkeypatch: pytest.MonkeyPatch):
+    # lvis imports pycocotools without declaring it; without it there is no reference.
+    pytest.importorskip("pycocotools", reason="the lvis-api reference needs pycocotools")
     monkeypatch.setattr(np, "float", float, raising=False)
     import lvis
 
@@ -123,8 +127,8 @@ def make_case(seed: int, *, num_images: int = 24, num_cats: int = 15, max_dets: 
                 cat, (x, y, w, h) = gt_boxes[int(rng.integers(len(gt_boxes)))]
                 if rng.random() < 0.2:
                     cat = int(rng.choice(pos + neg if pos + neg else cat_ids))
-                jitter = rng.normal(0, 0.08, size=4)
-                box = [x + jitter[0] * w, y + jitter[1] * h, w * (1 + jitter[2]), h * (1 + jitter[3])]
+                jx, jy, jw, jh = rng.normal(0, 0.08, size=4)
+                box = [x + jx * w, y + jy * h, w * (1 + jw), h * (1 + jh)]
             else:
                 pool = pos + neg if (pos + neg) and rng.random() < 0.7 else cat_ids
                 cat = int(rng.choice(pool))
@@ -236,6 +240,29 @@ def test_dict_of_arrays_equals_list() -> None:
                                                                              detections=dets)
 
 
+def test_large_ids_give_the_same_metrics() -> None:
+    """Ids too large for a lookup table take the binary-search path; results must not move."""
+    gt, dets = make_case(16)
+    big = copy.deepcopy(gt)
+    for img in big["images"]:
+        img["id"] += 10 ** 12
+        img["neg_category_ids"] = [c + 10 ** 9 for c in img["neg_category_ids"]]
+        img["not_exhaustive_category_ids"] = [c + 10 ** 9
+                                              for c in img["not_exhaustive_category_ids"]]
+    for cat in big["categories"]:
+        cat["id"] += 10 ** 9
+    for ann in big["annotations"]:
+        ann["image_id"] += 10 ** 12
+        ann["category_id"] += 10 ** 9
+    big_dets = [{**d, "image_id": d["image_id"] + 10 ** 12,
+                 "category_id": d["category_id"] + 10 ** 9} for d in dets]
+    small, large = evaluate_lvis(annotations=gt, detections=dets), evaluate_lvis(
+        annotations=big, detections=big_dets)
+    for entry in large["per_class"]:
+        entry["category_id"] -= 10 ** 9
+    assert small == large
+
+
 def test_output_fields_and_frequencies() -> None:
     gt, dets = make_case(9)
     out = evaluate_lvis(annotations=gt, detections=dets)
@@ -264,6 +291,14 @@ def test_top_scored_per_image_matches_stable_python_sort() -> None:
         idx = [j for j in range(200) if img[j] == i]
         expected |= set(sorted(idx, key=lambda j: scores[j], reverse=True)[:7])
     assert kept == expected
+
+
+@pytest.mark.parametrize("span", [10, 2 ** 40])  # packed int64 keys, then the lexsort fallback
+def test_order_by_equals_lexsort(span: int) -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 5, size=100), rng.integers(0, span, size=100)
+    unique = rng.permutation(100) * (span // 10)
+    assert np.array_equal(_order_by(a, b, unique), np.lexsort((unique, b, a)))
 
 
 def test_empty_detections_give_zero_ap() -> None:

@@ -1,0 +1,52 @@
+"""Fixtures of the engine tests: a tiny dataset with a trained stage-1 checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bacl.engine.train import train
+from bacl.params import Params, load_params
+
+from ..conftest import write_tiny_lvis
+
+# Small and fast: 64 px images, 4 per step, 3 steps per epoch on the tiny train split.
+STAGE_KEYS = ["batch_size=4", "workers=0", "warmup_iters=2", "lr_steps=[1]", "base_lr=0.01"]
+
+
+def stage_overrides(data_root, *, stage1_dir, stage2_dir=None, **extra) -> list[str]:
+    overrides = [f"data.root={data_root}", "model.min_size_train=[64]", "model.min_size_test=64",
+                 "evaluate.workers=0", f"train.output_dir={stage1_dir}", "train.epochs=1"]
+    overrides += [f"train.{kv}" for kv in STAGE_KEYS] + [f"classifier.{kv}" for kv in STAGE_KEYS]
+    if stage2_dir is not None:
+        overrides.append(f"classifier.output_dir={stage2_dir}")
+    return overrides + [f"{k}={v}" for k, v in extra.items()]
+
+
+def stage_params(stage1: dict, stage2_dir, *, epochs: int = 1, **extra) -> Params:
+    """Classifier-stage parameters starting from the ``stage1`` fixture's checkpoint."""
+    extra = {"classifier.epochs": epochs, **extra}
+    return load_params(None, stage_overrides(stage1["root"], stage1_dir=stage1["dir"], stage2_dir=stage2_dir,
+                                             **extra))
+
+
+def random_batch(batch: int, *, size: int, num_classes: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, size, size, generator=g) for _ in range(batch)]
+    targets = []
+    for _ in range(batch):
+        wh = torch.rand(3, 2, generator=g) * size / 3 + 8
+        xy = torch.rand(3, 2, generator=g) * (size - wh)
+        targets.append({"boxes": torch.cat([xy, xy + wh], dim=1),
+                        "labels": torch.randint(1, num_classes + 1, (3,), generator=g)})
+    return images, targets
+
+
+@pytest.fixture(scope="session")
+def stage1(tmp_path_factory) -> dict:
+    """One epoch of the representation stage (loss bce) on the tiny dataset; read-only."""
+    base = tmp_path_factory.mktemp("stage1")
+    data = write_tiny_lvis(base / "tiny")
+    params = load_params(None, stage_overrides(data["root"], stage1_dir=base / "run"))
+    final = train(params, device="cpu")
+    return {**data, "dir": base / "run", "final": final}
