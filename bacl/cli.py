@@ -72,32 +72,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("final weights: %s", final)
 
 
-def _evaluate_checkpoint(params: Params, checkpoint: Path, *, device_name: str | None, output: Path,
-                         detections_out: Path) -> dict:
-    from .engine.build import build_dataset, build_eval_loader
-    from .engine.inference import load_trained_model, predict_dataset, write_json
-    from .engine.train import setup_runtime
-    from .evaluation.lvis_eval import evaluate_lvis, write_metrics
-
-    runtime = setup_runtime(device_name)
-    model, saved, _ = load_trained_model(checkpoint, device=runtime.device)
-    dataset = build_dataset(params.data, split="val")
-    loader = build_eval_loader(dataset, params.evaluate)
-    tic = time.perf_counter()
-    records = predict_dataset(model, loader, device=runtime.device, label_to_cat_id=dataset.label_to_cat_id)
-    log.info("inference: %d images in %.1f s, %d detections", len(dataset), time.perf_counter() - tic, len(records))
-    if not runtime.is_main:
-        return {}
-    write_json(detections_out, records)
-    metrics = evaluate_lvis(annotations=params.data.val_annotations, detections=records,
-                            max_dets=params.evaluate.max_dets)
-    metrics["checkpoint"] = str(checkpoint)
-    metrics["params"] = saved.to_dict()
-    write_metrics(output, metrics)
-    return metrics
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .engine.evaluate import evaluate_checkpoint
     from .evaluation.lvis_eval import evaluate_lvis, write_metrics
     from .evaluation.report import format_metrics_table
 
@@ -117,8 +93,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         checkpoint = Path(args.checkpoint or Path(params.train.output_dir) / "model_final.pt")
         out_dir = Path(args.output).parent if args.output else checkpoint.parent / "eval"
         output = Path(args.output or out_dir / "metrics.json")
-        metrics = _evaluate_checkpoint(params, checkpoint, device_name=args.device, output=output,
-                                       detections_out=out_dir / "detections.json")
+        metrics = evaluate_checkpoint(params, checkpoint, device=args.device, output=output,
+                                      detections_out=out_dir / "detections.json")
         if not metrics:
             return
     if args.detections is not None:
@@ -158,6 +134,7 @@ def _category_names(params: Params) -> list[str]:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate the benchmark, train the baseline, evaluate it and print the table."""
+    from .engine.evaluate import evaluate_checkpoint
     from .evaluation.report import format_metrics_table
 
     tic = time.perf_counter()
@@ -168,8 +145,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     final = train(params, resume=True, device=args.device)
     out_dir = final.parent / "eval"
-    metrics = _evaluate_checkpoint(params, final, device_name=args.device, output=out_dir / "metrics.json",
-                                   detections_out=out_dir / "detections.json")
+    metrics = evaluate_checkpoint(params, final, device=args.device, output=out_dir / "metrics.json",
+                                  detections_out=out_dir / "detections.json")
     print(format_metrics_table(metrics, title="LVIS box metrics (%) of the baseline on the synthetic benchmark"))
     log.info("demo finished in %.1f min; metrics in %s", (time.perf_counter() - tic) / 60, out_dir / "metrics.json")
 
@@ -226,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .engine.checkpoint import CheckpointError  # imports torch: after parsing, so --help stays quick
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
@@ -233,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamError as err:
         print(f"bacl {args.command}: parameter error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError, CheckpointError) as err:
         print(f"bacl {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
