@@ -24,10 +24,7 @@ checked without rendering.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -37,6 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ..atomic_io import atomic_write_json
 from .synthetic_plan import DatasetPlan, PlannedImage, SyntheticSpec, frequency_of, plan_dataset
 from .synthetic_render import render_image
 from .synthetic_shapes import polygon_area, polygon_box
@@ -128,8 +126,8 @@ def generate_synthetic_lvis(
                     stale.unlink()
 
     jsons = build_lvis_json(plan)
-    _write_json_atomically(paths.val_annotations, jsons["val"])
-    _write_json_atomically(paths.train_annotations, jsons["train"])
+    atomic_write_json(paths.val_annotations, jsons["val"], separators=(",", ":"))
+    atomic_write_json(paths.train_annotations, jsons["train"], separators=(",", ":"))
     return paths
 
 
@@ -249,16 +247,3 @@ def _image_id(plan: DatasetPlan, split: str, index: int) -> int:
 
 def _file_name(plan: DatasetPlan, split: str, index: int) -> str:
     return f"{split}/{_image_id(plan, split, index):012d}.jpg"
-
-
-def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(content, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

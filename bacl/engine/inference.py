@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Iterable
@@ -15,7 +14,8 @@ from tqdm import tqdm
 
 from ..params import STAGES, Params, params_from_dict
 from .build import build_classification_loss, build_model
-from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+from ..atomic_io import atomic_write_json
+from .checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def predict_dataset(model: torch.nn.Module, loader, *, device: torch.device, lab
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write JSON (never leaves a half-written file)."""
-    atomic_write_bytes(path, lambda handle: handle.write(json.dumps(obj).encode()))
+    atomic_write_json(path, obj)
 
 
 def list_images(folder: str | Path) -> list[Path]:

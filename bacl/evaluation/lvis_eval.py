@@ -17,16 +17,13 @@ as "nothing detected": every category with ground truth gets AP 0.
 
 from __future__ import annotations
 
-import json
 import numbers
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bacl.atomic_io import atomic_write_json
 from bacl.evaluation.accumulate import precision_table
 from bacl.evaluation.lvis_io import (Detections, GroundTruth, PathLike, index_in, load_detections,
                                      load_ground_truth)
@@ -285,39 +282,6 @@ def _metrics(gt: GroundTruth, precision: np.ndarray, *, num_detections: int,
 
 
 def write_metrics(path: PathLike, metrics: Mapping[str, Any]) -> None:
-    """Write ``metrics`` as JSON atomically: an existing file is never left half-written.
-
-    The text is serialised first (a non-serialisable value fails before the disk is
-    touched), written to a temporary file in the same folder, fsynced, then moved over
-    ``path`` with ``os.replace``.
-    """
-    path = Path(path)
-    text = json.dumps(metrics, indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide metrics from others
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist the rename itself (POSIX); best effort where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``metrics`` as JSON atomically: an existing file is never left half-written
+    (serialised first, so a value JSON cannot hold fails before the disk is touched)."""
+    atomic_write_json(path, metrics, indent=2)
