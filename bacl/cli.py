@@ -57,18 +57,22 @@ def cmd_data(args: argparse.Namespace) -> None:
             stamp.write_text(wanted)
             log.info("synthetic benchmark written to %s in %.1f s", data.root, time.perf_counter() - tic)
     from .data.lvis_dataset import LVISDetection
+    from .data.summary import write_data_summary
 
+    splits = {}
     for split, ann in (("train", data.train_annotations), ("val", data.val_annotations)):
-        ds = LVISDetection(annotation_file=ann, image_root=data.image_root)
+        ds = splits[split] = LVISDetection(annotation_file=ann, image_root=data.image_root)
         freq = list(ds.class_frequency)
         log.info("%s: %d images, %d classes (r/c/f = %d/%d/%d) from %s", split, len(ds), ds.num_classes,
                  freq.count("r"), freq.count("c"), freq.count("f"), ann)
+    log.info("checked; summary in %s", write_data_summary(data, splits))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .engine.train import train
 
-    final = train(_params(args), stage=args.stage, resume=args.resume, device=args.device)
+    final = train(_params(args), stage=args.stage, resume=args.resume, auto_resume=args.auto_resume,
+                  device=args.device)
     log.info("final weights: %s", final)
 
 
@@ -99,6 +103,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             return
     if args.detections is not None:
         write_metrics(output, metrics)
+    if args.summary is not None:
+        from .atomic_io import atomic_write_json
+        from .evaluation.report import headline_metrics
+
+        atomic_write_json(args.summary, headline_metrics(metrics), indent=2)
+    if args.per_class is not None:
+        from .analysis.tail_gains import write_per_class_csv
+
+        write_per_class_csv(args.per_class, metrics)
     print(format_metrics_table(metrics, title=f"LVIS box metrics (%), max {metrics.get('max_dets')} dets/image"))
     log.info("metrics written to %s", output)
 
@@ -133,7 +146,8 @@ def _category_names(params: Params) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    """Generate the benchmark, train the baseline, evaluate it and print the table."""
+    """Generate the benchmark, train stage 1 (representation, BCE), evaluate it and print the table.
+    The whole study (BACL against the baseline, notebooks) is the DVC pipeline: ``dvc repro``."""
     from .engine.evaluate import evaluate_checkpoint
     from .evaluation.report import format_metrics_table
 
@@ -147,7 +161,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     out_dir = final.parent / "eval"
     metrics = evaluate_checkpoint(params, final, device=args.device, output=out_dir / "metrics.json",
                                   detections_out=out_dir / "detections.json")
-    print(format_metrics_table(metrics, title="LVIS box metrics (%) of the baseline on the synthetic benchmark"))
+    print(format_metrics_table(metrics, title="LVIS box metrics (%) of stage 1 (representation, BCE) on the "
+                                              "synthetic benchmark"))
     log.info("demo finished in %.1f min; metrics in %s", (time.perf_counter() - tic) / 60, out_dir / "metrics.json")
 
 
@@ -167,10 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a detector (single process, or under torchrun for DDP)")
     _add_params_args(p)
     p.add_argument("--stage", choices=STAGES, default="representation",
-                   help="representation (stage 1, settings under train:) or classifier (stage 2, settings under "
-                        "classifier:, starts from stage 1's model_final.pt); default: representation")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from <output_dir>/checkpoints/last.pt of the stage")
+                   help="representation (stage 1, settings under train:), classifier (stage 2, settings under "
+                        "classifier:, starts from stage 1's model_final.pt) or baseline (stage 1 continued, "
+                        "settings under baseline:, starts from the same weights); default: representation")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="continue from <output_dir>/checkpoints/last.pt of the stage")
+    resume.add_argument("--auto-resume", action="store_true",
+                        help="continue last.pt only if it is an unfinished run of the same parameters (epochs "
+                             "may grow), else start afresh; how the DVC pipeline trains")
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
 
@@ -182,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LVIS results json: a list of {image_id, category_id, bbox [x,y,w,h], score}")
     p.add_argument("--max-dets", type=int, default=300, help="detections per image kept (LVIS: 300)")
     p.add_argument("--output", default=None, help="where to write the metrics json")
+    p.add_argument("--summary", default=None, metavar="JSON",
+                   help="also write the headline numbers alone (AP, APr, ...) here, e.g. for dvc metrics")
+    p.add_argument("--per-class", default=None, metavar="CSV",
+                   help="also write per-class AP with each class's training image count and frequency bin here")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_evaluate)
 

@@ -88,8 +88,11 @@ class DataParams:
         return Path(self.lvis.image_root)
 
 
-#: Training stages: BACL's decoupled training (METHOD.md section 4).
-STAGES = ("representation", "classifier")
+#: Training stages: BACL's decoupled training (METHOD.md section 4), and the baseline it is
+#: compared with (stage 1 continued for as many epochs as the classifier stage).
+STAGES = ("representation", "classifier", "baseline")
+#: Stages that start from the representation stage's weights (settings: :class:`ClassifierParams`).
+CLASSIFIER_STAGES = ("classifier", "baseline")
 
 PRESETS = ("synthetic_small", "r50_fpn", "r101_fpn")
 
@@ -121,7 +124,7 @@ class ModelParams:
 class TrainParams:
     """One training stage: optimiser, schedule, sampling and loss."""
 
-    output_dir: str = "runs/baseline"
+    output_dir: str = "runs/representation"
     loss: str = "bce"
     epochs: int = 6
     batch_size: int = 8
@@ -233,6 +236,18 @@ class ClassifierParams(TrainParams):
 
 
 @dataclass(frozen=True)
+class BaselineParams(ClassifierParams):
+    """The baseline BACL is compared with: stage 1 continued (nothing frozen, plain BCE,
+    no FHM) for the classifier stage's epochs, from the same stage-1 weights, so both
+    runs train for the same total number of epochs. Same keys as ``classifier``."""
+
+    output_dir: str = "runs/baseline"
+    loss: str = "bce"
+    freeze: bool = False
+    fhm: FHMParams = field(default_factory=lambda: FHMParams(enabled=False))
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     max_dets: int = 300
     batch_size: int = 8
@@ -250,23 +265,34 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     train: TrainParams = field(default_factory=TrainParams)
     classifier: ClassifierParams = field(default_factory=ClassifierParams)
+    baseline: BaselineParams = field(default_factory=BaselineParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
     def validate(self, key: str = "") -> None:
         pass
 
     def stage(self, name: str) -> TrainParams:
-        """The settings of a training stage: ``representation`` (``train``) or ``classifier``."""
+        """The settings of a training stage: ``representation`` (section ``train``),
+        ``classifier`` or ``baseline`` (sections of the same names)."""
         if name not in STAGES:
             raise ValueError(f"unknown stage {name!r}; known: {list(STAGES)}")
-        return self.classifier if name == "classifier" else self.train
+        return getattr(self, name) if name in CLASSIFIER_STAGES else self.train
+
+    def init_from(self, stage: str) -> Path:
+        """The checkpoint a classifier-like stage (``classifier``, ``baseline``) starts from:
+        its ``init_from``, or ``<train.output_dir>/model_final.pt`` when that is null."""
+        if stage not in CLASSIFIER_STAGES:
+            raise ValueError(f"stage {stage!r} does not start from a checkpoint; those that do: "
+                             f"{list(CLASSIFIER_STAGES)}")
+        cfg = self.stage(stage)
+        if cfg.init_from is not None:
+            return Path(cfg.init_from)
+        return Path(self.train.output_dir) / "model_final.pt"
 
     @property
     def classifier_init_from(self) -> Path:
         """The checkpoint the classifier stage starts from."""
-        if self.classifier.init_from is not None:
-            return Path(self.classifier.init_from)
-        return Path(self.train.output_dir) / "model_final.pt"
+        return self.init_from("classifier")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -322,6 +348,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _over_default(cls: type, name: str, value: Any) -> Any:
+    """A partial mapping for a nested section is laid over the field's *default*, not over
+    the nested class's defaults: ``baseline: {fhm: {decay: 0.2}}`` keeps the baseline's
+    ``fhm.enabled: false``."""
+    if not isinstance(value, dict):
+        return value
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if not dataclasses.is_dataclass(default):
+        return value
+    return _merge(dataclasses.asdict(default), value)
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -332,7 +371,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParamError(f"{dotted}: unknown key{hint}; known keys here: {names}")
     kwargs = {
-        name: _coerce(values[name], hints[name], f"{prefix}.{name}" if prefix else name)
+        name: _coerce(_over_default(cls, name, values[name]), hints[name], f"{prefix}.{name}" if prefix else name)
         for name in names
         if name in values
     }

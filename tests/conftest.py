@@ -59,6 +59,15 @@ def write_tiny_lvis(root: Path, *, num_train: int = 12, num_val: int = 4, size: 
     return {"root": root, "image_root": root / "images", **paths}
 
 
+def use_train_counts(train_json, val_json) -> None:
+    """Give the val file's categories the train split's counts, as LVIS's val file has."""
+    train = {c["id"]: c for c in json.loads(train_json.read_text())["categories"]}
+    val = json.loads(val_json.read_text())
+    for cat in val["categories"]:
+        cat.update(image_count=train[cat["id"]]["image_count"], instance_count=train[cat["id"]]["instance_count"])
+    val_json.write_text(json.dumps(val))
+
+
 @pytest.fixture
 def tiny_lvis(tmp_path):
     return write_tiny_lvis(tmp_path / "tiny")

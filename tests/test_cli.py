@@ -42,6 +42,25 @@ def test_evaluate_a_results_file(tiny_lvis, tmp_path, capsys):
     assert "APr" in capsys.readouterr().out
 
 
+def test_evaluate_writes_headline_metrics_and_per_class_csv(tiny_lvis, tmp_path):
+    gt = json.loads(tiny_lvis["val"].read_text())
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+            for a in gt["annotations"]]
+    det_path = tmp_path / "results.json"
+    det_path.write_text(json.dumps(dets))
+    summary, per_class = tmp_path / "m" / "summary.json", tmp_path / "m" / "per_class.csv"
+    assert main(["evaluate", "--annotations", str(tiny_lvis["val"]), "--detections", str(det_path),
+                 "--output", str(tmp_path / "metrics.json"), "--summary", str(summary),
+                 "--per-class", str(per_class)]) == 0
+    headline = json.loads(summary.read_text())
+    assert set(headline) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "num_images",
+                             "num_detections"}
+    assert headline["AP"] == pytest.approx(1.0) and headline["APl"] is None  # undefined, not -1
+    lines = per_class.read_text().splitlines()
+    assert lines[0] == "category_id,name,frequency,image_count,AP"
+    assert len(lines) == 1 + len({a["category_id"] for a in gt["annotations"]})
+
+
 def test_evaluate_names_a_malformed_results_file(tiny_lvis, tmp_path, capsys):
     det_path = tmp_path / "broken.json"
     det_path.write_text('[{"image_id": 1000, "category_id": 1')

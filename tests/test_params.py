@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bacl.params import ClassifierParams, ParamError, TrainParams, load_params, parse_overrides
+from bacl.params import (BaselineParams, ClassifierParams, ParamError, TrainParams, load_params,
+                         parse_overrides)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,6 +63,9 @@ def test_unknown_section_is_named():
         ("classifier.fhm.num_jitter=24", "classifier.fhm.num_jitter"),
         ("classifier.fhm.num_sampled_classes=-1", "classifier.fhm.num_sampled_classes"),
         ("classifier.loss=bce", "classifier.fhm.enabled"),
+        ("baseline.epochs=0", "baseline.epochs"),
+        ("baseline.fhm.enabled=true", "baseline.fhm.enabled"),
+        ("baseline.fcbl.alpha=-1", "baseline.fcbl.alpha"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
@@ -109,3 +113,40 @@ def test_classifier_starts_from_stage_one_unless_told():
 def test_unknown_classifier_key_is_named_with_a_suggestion():
     with pytest.raises(ParamError, match=r"classifier\.fhm\.enable: unknown key \(did you mean 'enabled'\?\)"):
         load_params(None, ["classifier.fhm.enable=false"])
+
+
+def test_baseline_is_stage_one_continued_for_the_classifier_stages_epochs():
+    params = load_params(None)
+    b, c = params.baseline, params.classifier
+    assert isinstance(b, ClassifierParams) and type(b) is BaselineParams
+    assert set(BaselineParams.__dataclass_fields__) == set(ClassifierParams.__dataclass_fields__)  # same keys
+    assert (b.freeze, b.loss, b.fhm.enabled, b.init_from, b.output_dir) == (False, "bce", False, None, "runs/baseline")
+    assert (b.epochs, b.lr_steps, b.base_lr, b.batch_size) == (c.epochs, c.lr_steps, c.base_lr, c.batch_size)
+    assert params.stage("baseline") is b
+
+
+def test_the_three_runs_have_their_own_folders():
+    params = load_params(None)
+    assert (params.train.output_dir, params.classifier.output_dir, params.baseline.output_dir) == (
+        "runs/representation", "runs/bacl", "runs/baseline")
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        p = load_params(config)
+        assert len({p.train.output_dir, p.classifier.output_dir, p.baseline.output_dir}) == 3, config.name
+
+
+def test_both_classifier_like_stages_start_from_stage_one():
+    params = load_params(None, ["train.output_dir=runs/s1"])
+    assert params.init_from("baseline") == params.init_from("classifier") == Path("runs/s1/model_final.pt")
+    assert load_params(None, ["baseline.init_from=w.pt"]).init_from("baseline") == Path("w.pt")
+    with pytest.raises(ValueError, match="does not start from a checkpoint"):
+        params.init_from("representation")
+
+
+def test_a_partial_nested_section_keeps_the_sections_defaults(tmp_path):
+    assert load_params(None, ["baseline.fhm.decay=0.2"]).baseline.fhm == load_params(None).baseline.fhm.__class__(
+        enabled=False, decay=0.2)
+    path = tmp_path / "p.yaml"
+    path.write_text("baseline:\n  fhm:\n    num_jitter: 32\nclassifier:\n  fcbl:\n    alpha: 0.5\n")
+    params = load_params(path)
+    assert (params.baseline.fhm.enabled, params.baseline.fhm.num_jitter) == (False, 32)
+    assert (params.classifier.fcbl.alpha, params.classifier.fcbl.reweight) == (0.5, True)

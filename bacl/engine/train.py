@@ -4,7 +4,9 @@ Two stages share it (BACL's decoupled training, METHOD.md section 4): ``represen
 trains the whole detector with ``train``'s settings; ``classifier`` starts from the
 representation stage's weights and, with ``classifier``'s settings, trains only the
 classification layer, the box regression layer and the RPN (everything else frozen,
-BatchNorm statistics included) with FCBL and the feature hallucination module.
+BatchNorm statistics included) with FCBL and the feature hallucination module. The
+``baseline`` stage is the classifier stage's code with ``baseline``'s settings: by
+default nothing frozen, plain BCE and no FHM, i.e. stage 1 continued for as many epochs.
 
 Run it directly for one process, or under ``torchrun`` for several GPUs or nodes: the
 process group is set up from the environment ``torchrun`` provides. Plain PyTorch DDP is
@@ -15,7 +17,11 @@ Resumption is exact on CPU: a checkpoint is written at the end of every epoch wi
 model, optimiser, AMP scaler, sampler and RNG states and the resolved parameters, and the
 learning rate is a pure function of the iteration. Data augmentation draws its randomness
 from per-sample seeds the sampler derives from (seed, epoch), so workers and restarts do
-not change it.
+not change it. ``auto_resume`` (the pipeline's mode) continues a checkpoint only when it is
+an unfinished run of the same settings, and otherwise starts afresh.
+
+Logs: ``train_log.jsonl`` (one line per iteration) and, for DVC plots, the same loss
+terms and learning rate as dvclive curves in ``dvclive/`` (:mod:`bacl.engine.curves`).
 """
 
 from __future__ import annotations
@@ -33,11 +39,13 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from ..data.summary import sha256_of
 from ..models.detector import classifier_stage_parameters
-from ..params import STAGES, Params
+from ..params import CLASSIFIER_STAGES, STAGES, ClassifierParams, Params
 from .build import (build_classification_loss, build_dataset, build_hallucinator, build_model,
                     build_train_loader)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .curves import CURVES_DIR, TrainingCurves
 from .freeze import freeze_except, train_mode
 from .schedule import lr_factor, scaled_lr
 
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "last.pt"
 FINAL_WEIGHTS = "model_final.pt"
+TRAIN_LOG = "train_log.jsonl"
 
 # State-dict prefixes of the classifier stage's own statistics (FCBL's confusion matrix,
 # FHM's moments and generator): they start at zero in the classifier stage, so they
@@ -144,9 +153,11 @@ def train_one_epoch(
     clip_grad_norm: float | None,
     log_file: Path | None,
     frozen_norms: Sequence[torch.nn.Module] = (),
+    curves: TrainingCurves | None = None,
 ) -> int:
     """Train one epoch; returns the iteration counter after it. ``frozen_norms`` stay in
-    eval mode (see :mod:`bacl.engine.freeze`)."""
+    eval mode (see :mod:`bacl.engine.freeze`); ``curves`` (main process) get the loss
+    terms and the learning rate of every iteration."""
     train_mode(model, frozen_norms)
     amp = scaler is not None
     bar = tqdm(loader, desc=f"epoch {epoch + 1}", disable=not runtime.is_main, dynamic_ncols=True, leave=True)
@@ -193,6 +204,8 @@ def train_one_epoch(
             if handle is not None:
                 handle.write(json.dumps({"epoch": epoch + 1, "iteration": iteration, "lr": lr,
                                          "loss": logged_total, **logged}) + "\n")
+            if curves is not None:
+                curves.log(iteration, {"loss": logged_total, **logged, "lr": lr})
             bar.set_postfix(loss=f"{logged_total:.3f}", lr=f"{lr:.2e}",
                             img_s=f"{images_seen / max(step_time, 1e-9):.1f}",
                             data=f"{100 * data_time / max(step_time, 1e-9):.0f}%")
@@ -206,7 +219,7 @@ def train_one_epoch(
     return iteration
 
 
-def load_initial_weights(model: torch.nn.Module, path: Path, *, preset: str) -> None:
+def load_initial_weights(model: torch.nn.Module, path: Path, *, preset: str, stage: str = "classifier") -> None:
     """Load the weights the classifier stage starts from (a representation-stage checkpoint).
 
     Every parameter and buffer of ``model`` must be in the checkpoint, with the same
@@ -215,8 +228,8 @@ def load_initial_weights(model: torch.nn.Module, path: Path, *, preset: str) -> 
     """
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path}: no checkpoint to start the classifier stage from; train the representation stage "
-            "first (bacl train) or point classifier.init_from at its model_final.pt"
+            f"{path}: no checkpoint to start the {stage} stage from; train the representation stage "
+            f"first (bacl train) or point {stage}.init_from at its model_final.pt"
         )
     state = load_checkpoint(path)
     saved_preset = state.get("params", {}).get("model", {}).get("preset")
@@ -238,24 +251,28 @@ def load_initial_weights(model: torch.nn.Module, path: Path, *, preset: str) -> 
 
 
 def prepare_classifier_stage(
-    model: torch.nn.Module, params: Params, *, runtime: Runtime, load_weights: bool
+    model: torch.nn.Module, params: Params, *, runtime: Runtime, load_weights: bool, stage: str = "classifier"
 ) -> list[torch.nn.Module]:
-    """Turn a freshly built detector into the classifier stage's; returns the frozen
+    """Turn a freshly built detector into the classifier stage's (or, with
+    ``stage="baseline"``, the baseline's, from ``params.baseline``); returns the frozen
     BatchNorm layers (to keep in eval mode).
 
-    Loads ``classifier_init_from`` (unless ``load_weights`` is False: a resumed run
+    Loads ``params.init_from(stage)`` (unless ``load_weights`` is False: a resumed run
     loads its own checkpoint), switches FCBL's auto-adjusted weights on as the
     reference's ``ReweightHook(step=1)`` does at the first classifier epoch, freezes
-    everything but the classification and box regression layers and the RPN, and
-    attaches FHM as ``roi_heads.hallucinator`` so its statistics and generator are in
-    the model's ``state_dict``. FHM's generator is seeded with ``seed + rank``.
+    everything but the classification and box regression layers and the RPN (with
+    ``freeze``), and attaches FHM as ``roi_heads.hallucinator`` (with ``fhm.enabled``) so
+    its statistics and generator are in the model's ``state_dict``. FHM's generator is
+    seeded with ``seed + rank``.
     """
-    cfg = params.classifier
-    init_from = params.classifier_init_from
+    if stage not in CLASSIFIER_STAGES:
+        raise ValueError(f"stage {stage!r} is not a classifier-like stage; those are {list(CLASSIFIER_STAGES)}")
+    cfg = params.stage(stage)
+    init_from = params.init_from(stage)
     if load_weights:
-        load_initial_weights(model, init_from, preset=params.model.preset)
+        load_initial_weights(model, init_from, preset=params.model.preset, stage=stage)
         if runtime.is_main:
-            log.info("classifier stage: weights from %s", init_from)
+            log.info("%s stage: weights from %s", stage, init_from)
     loss = model.roi_heads.classification_loss
     if cfg.loss == "fcbl":
         loss.reweight = cfg.fcbl.reweight
@@ -273,7 +290,7 @@ def prepare_classifier_stage(
     if runtime.is_main:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        log.info("classifier stage: loss %s%s, FHM %s, %s: %d of %d parameters trainable", cfg.loss,
+        log.info("%s stage: loss %s%s, FHM %s, %s: %d of %d parameters trainable", stage, cfg.loss,
                  f" (alpha {cfg.fcbl.alpha}, prob_thr {cfg.fcbl.prob_thr}, reweight {cfg.fcbl.reweight})"
                  if cfg.loss == "fcbl" else "", "on" if cfg.fhm.enabled else "off",
                  "frozen" if cfg.freeze else "nothing frozen", trainable, total)
@@ -294,33 +311,101 @@ def gather_fhm_generators(model: torch.nn.Module, world_size: int) -> list[torch
     return states
 
 
+def section_of(stage: str) -> str:
+    """The params.yaml section holding a stage's settings."""
+    return "train" if stage == "representation" else stage
+
+
+def file_sha256(path: Path) -> str | None:
+    """SHA-256 of a file, ``None`` if it does not exist."""
+    return sha256_of(path) if path.is_file() else None
+
+
+def stale_reason(state: dict[str, Any], params: Params, *, stage: str, init_sha256: str | None) -> str | None:
+    """Why the checkpoint ``state`` cannot be continued by this run, or ``None`` if it can.
+
+    It can when it is an unfinished run of ``stage`` with the same ``data``, ``model`` and
+    stage settings (``epochs`` may have grown: the learning rate is a function of the
+    iteration, so continuing to more epochs equals training for them straight away) and,
+    for classifier-like stages, started from the same weights. A finished run is never
+    continued: a pipeline re-runs a finished stage only because its code or inputs changed.
+    """
+    cfg = params.stage(stage)
+    saved_stage = state.get("stage", "representation")
+    if saved_stage != stage:
+        return f"it was written by the {saved_stage} stage"
+    if int(state.get("epoch", 0)) >= cfg.epochs:
+        return f"its run finished ({state.get('epoch')} of {cfg.epochs} epochs)"
+    saved, current = state.get("params", {}), params.to_dict()
+    section = section_of(stage)
+    for key in ("data", "model", section):
+        old, new = dict(saved.get(key, {})), dict(current[key])
+        if key == section:
+            old.pop("epochs", None)
+            new.pop("epochs", None)
+        if old != new:
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            return f"its {key} parameters differ ({', '.join(changed)})"
+    if stage in CLASSIFIER_STAGES and state.get("init_sha256") != init_sha256:
+        return f"it started from other weights than {params.init_from(stage)}"
+    return None
+
+
 def train(params: Params, *, stage: str = "representation", resume: bool = False,
-          device: str | None = None) -> Path:
+          auto_resume: bool = False, device: str | None = None) -> Path:
     """Train a detector as ``params`` says; returns the path of the final weights.
 
-    ``stage`` is ``"representation"`` (settings from ``params.train``) or
-    ``"classifier"`` (settings from ``params.classifier``; starts from the weights at
-    ``params.classifier_init_from``, see :func:`prepare_classifier_stage`).
+    ``stage`` is ``"representation"`` (settings from ``params.train``), ``"classifier"``
+    (settings from ``params.classifier``; starts from the weights at
+    ``params.init_from("classifier")``, see :func:`prepare_classifier_stage`) or
+    ``"baseline"`` (the same with ``params.baseline``).
 
     With ``resume=True`` an existing ``<output_dir>/checkpoints/last.pt`` is continued
     (its resolved parameters must describe the same run); without it, an existing run
-    directory with checkpoints is an error rather than silently overwritten.
+    directory with checkpoints is an error rather than silently overwritten. With
+    ``auto_resume=True`` it is continued if :func:`stale_reason` finds nothing against
+    it, and otherwise removed and the run starts afresh (the pipeline's mode: DVC keeps
+    the checkpoints folder between runs so that an interrupted stage continues).
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; known: {list(STAGES)}")
     cfg = params.stage(stage)
-    section = "classifier" if stage == "classifier" else "train"
+    section = section_of(stage)
     out = Path(cfg.output_dir)
-    if stage == "classifier" and (out / FINAL_WEIGHTS).resolve() == params.classifier_init_from.resolve():
-        raise ValueError(f"classifier.output_dir {out} would overwrite the weights it starts from "
-                         f"({params.classifier_init_from}); choose another directory")
+    init_sha256 = None
+    if stage in CLASSIFIER_STAGES:
+        init_from = params.init_from(stage)
+        if (out / FINAL_WEIGHTS).resolve() == init_from.resolve():
+            raise ValueError(f"{section}.output_dir {out} would overwrite the weights it starts from "
+                             f"({init_from}); choose another directory")
+        init_sha256 = file_sha256(init_from)
     runtime = setup_runtime(device)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / LAST_CHECKPOINT
-    if last.exists() and not resume:
-        raise FileExistsError(
-            f"{last} exists: pass --resume to continue that run, or choose another {section}.output_dir"
-        )
+    log_path = out / TRAIN_LOG
+    state: dict[str, Any] | None = None
+    if last.exists():
+        if auto_resume:
+            state = load_checkpoint(last)
+            reason = stale_reason(state, params, stage=stage, init_sha256=init_sha256)
+            if reason is not None:
+                state = None
+                if runtime.world_size > 1:
+                    dist.barrier()  # every process has read it before it goes
+                if runtime.is_main:
+                    log.info("not continuing %s: %s; starting afresh", last, reason)
+                    last.unlink()
+        elif resume:
+            state = load_checkpoint(last)
+            saved = state.get("params", {})
+            if (saved.get(section, {}).get("loss") != cfg.loss
+                    or saved.get("model", {}).get("preset") != params.model.preset
+                    or state.get("stage", "representation") != stage):
+                raise ValueError(f"{last}: was written by a different run (stage/loss/preset differ); not resuming it")
+        else:
+            raise FileExistsError(
+                f"{last} exists: pass --resume to continue that run, or choose another {section}.output_dir"
+            )
     torch.manual_seed(cfg.seed)
 
     dataset = build_dataset(params.data, split="train", flip_prob=cfg.flip_prob, filter_empty=cfg.filter_empty)
@@ -328,9 +413,9 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
     loss = build_classification_loss(cfg, num_classes=dataset.num_classes)
     model = build_model(params.model, num_classes=dataset.num_classes, loss=loss).to(runtime.device)
     frozen_norms: list[torch.nn.Module] = []
-    if stage == "classifier":
-        frozen_norms = prepare_classifier_stage(model, params, runtime=runtime,
-                                                load_weights=not (resume and last.exists()))
+    if stage in CLASSIFIER_STAGES:
+        frozen_norms = prepare_classifier_stage(model, params, runtime=runtime, load_weights=state is None,
+                                                stage=stage)
     elif params.model.pretrained_backbone is None and runtime.is_main:
         log.info("backbone initialised at random: training from scratch")
 
@@ -349,13 +434,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
                                    step_iters=step_iters, gamma=cfg.lr_gamma)
 
     start_epoch, iteration = 0, 0
-    if resume and last.exists():
-        state = load_checkpoint(last)
-        saved = state.get("params", {})
-        if (saved.get(section, {}).get("loss") != cfg.loss
-                or saved.get("model", {}).get("preset") != params.model.preset
-                or state.get("stage", "representation") != stage):
-            raise ValueError(f"{last}: was written by a different run (stage/loss/preset differ); not resuming it")
+    if state is not None:
         model.load_state_dict(state["model"])
         # Each process continues its own FHM draws; with another number of processes
         # than the saved run, every process continues from rank 0's (in the state_dict).
@@ -369,11 +448,14 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
         set_rng_state(state["rng"])
         start_epoch, iteration = int(state["epoch"]), int(state["iteration"])
         if runtime.is_main:
-            truncate_log(out / "train_log.jsonl", before_iteration=iteration)
-        if runtime.is_main:
+            truncate_log(log_path, before_iteration=iteration)
             log.info("resumed %s at epoch %d (iteration %d)", last, start_epoch, iteration)
-    elif resume and runtime.is_main:
-        log.info("--resume: no checkpoint at %s yet, starting from scratch", last)
+        del state
+    else:
+        if resume and runtime.is_main:
+            log.info("--resume: no checkpoint at %s yet, starting from scratch", last)
+        if runtime.is_main:
+            log_path.unlink(missing_ok=True)  # a log without a checkpoint is from a run that died in epoch 1
 
     ddp_model: torch.nn.Module = model
     if runtime.world_size > 1:
@@ -381,40 +463,48 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
         # already summed over processes: broadcasting every buffer each step would be waste.
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
-            broadcast_buffers=not (stage == "classifier" and params.classifier.freeze),
+            broadcast_buffers=not (isinstance(cfg, ClassifierParams) and cfg.freeze),
         )
+    curves = None
     if runtime.is_main:
         write_resolved_params(out, params)
+        curves = TrainingCurves(out / CURVES_DIR, start_iteration=iteration)
         log.info("%s stage: %d images, %d classes, %d iterations/epoch, batch %d x %d processes, lr %.4g on %s",
                  stage, len(dataset), dataset.num_classes, iters_per_epoch, cfg.batch_size, runtime.world_size,
                  peak_lr, runtime.device)
 
-    for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        iteration = train_one_epoch(
-            model=ddp_model, optimizer=optimizer, loader=loader, runtime=runtime, epoch=epoch,
-            iteration=iteration, lr_at=lr_at, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
-            log_file=out / "train_log.jsonl", frozen_norms=frozen_norms,
-        )
-        sampler.set_epoch(epoch + 1)
-        generators = gather_fhm_generators(model, runtime.world_size)
-        if runtime.is_main:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else {},
-                "sampler": sampler.state_dict(),
-                "rng": rng_state(),
-                "epoch": epoch + 1,
-                "iteration": iteration,
-                "params": params.to_dict(),
-                "stage": stage,
-            }
-            if generators is not None:
-                state["fhm_generators"] = generators
-            save_checkpoint(last, state)
-        if runtime.world_size > 1:
-            dist.barrier()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            sampler.set_epoch(epoch)
+            iteration = train_one_epoch(
+                model=ddp_model, optimizer=optimizer, loader=loader, runtime=runtime, epoch=epoch,
+                iteration=iteration, lr_at=lr_at, scaler=scaler, clip_grad_norm=cfg.clip_grad_norm,
+                log_file=log_path, frozen_norms=frozen_norms, curves=curves,
+            )
+            sampler.set_epoch(epoch + 1)
+            generators = gather_fhm_generators(model, runtime.world_size)
+            if runtime.is_main:
+                checkpoint = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else {},
+                    "sampler": sampler.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch + 1,
+                    "iteration": iteration,
+                    "params": params.to_dict(),
+                    "stage": stage,
+                }
+                if generators is not None:
+                    checkpoint["fhm_generators"] = generators
+                if init_sha256 is not None:
+                    checkpoint["init_sha256"] = init_sha256
+                save_checkpoint(last, checkpoint)
+            if runtime.world_size > 1:
+                dist.barrier()
+    finally:
+        if curves is not None:
+            curves.close()
 
     final = out / FINAL_WEIGHTS
     if runtime.is_main:

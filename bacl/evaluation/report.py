@@ -1,4 +1,5 @@
-"""Human-readable views of a metrics dict: the summary table printed after evaluation."""
+"""Views of a metrics dict: the summary table printed after evaluation, and the headline
+numbers alone (what a pipeline tracks as metrics)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,16 @@ def format_comparison_table(rows: dict[str, dict[str, Any]], *, keys: tuple[str,
     for name, metrics in rows.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)).strip() for k in keys) + " |")
     return "\n".join(lines)
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The summary numbers without the per-class list and the parameters; undefined values
+    (lvis-api's -1, e.g. APl when no object is large) become ``None``."""
+    out: dict[str, Any] = {}
+    for key in SUMMARY_KEYS:
+        value = metrics.get(key)
+        out[key] = None if value is None or float(value) < 0 else float(value)
+    for key in ("num_images", "num_detections"):
+        if key in metrics:
+            out[key] = int(metrics[key])
+    return out

@@ -17,9 +17,9 @@ STAGE_KEYS = ["batch_size=4", "workers=0", "warmup_iters=2", "lr_steps=[1]", "ba
 def stage_overrides(data_root, *, stage1_dir, stage2_dir=None, **extra) -> list[str]:
     overrides = [f"data.root={data_root}", "model.min_size_train=[64]", "model.min_size_test=64",
                  "evaluate.workers=0", f"train.output_dir={stage1_dir}", "train.epochs=1"]
-    overrides += [f"train.{kv}" for kv in STAGE_KEYS] + [f"classifier.{kv}" for kv in STAGE_KEYS]
+    overrides += [f"{section}.{kv}" for section in ("train", "classifier", "baseline") for kv in STAGE_KEYS]
     if stage2_dir is not None:
-        overrides.append(f"classifier.output_dir={stage2_dir}")
+        overrides += [f"classifier.output_dir={stage2_dir}", f"baseline.output_dir={stage2_dir}"]
     return overrides + [f"{k}={v}" for k, v in extra.items()]
 
 

@@ -189,3 +189,30 @@ def test_two_processes_train_the_frozen_stage(stage1, tmp_path):
     first, second = state["fhm_generators"]
     assert torch.equal(first, state["model"][FHM + "_extra_state"]["generator_state"])
     assert not torch.equal(first, second)  # seeded with seed + rank
+
+
+def test_baseline_stage_continues_stage_one_with_nothing_frozen(stage1, tmp_path):
+    params = stage_params(stage1, tmp_path / "baseline", **{"baseline.epochs": 1})
+    assert (params.baseline.freeze, params.baseline.loss, params.baseline.fhm.enabled) == (False, "bce", False)
+    final = train(params, stage="baseline", device="cpu")
+    state = load_checkpoint(final)
+    assert state["stage"] == "baseline"
+    start = load_checkpoint(stage1["final"])["model"]
+    changed = {k for k, v in state["model"].items() if v.is_floating_point() and not torch.equal(v, start[k])}
+    assert any(k.startswith("backbone.") for k in changed)  # trained, not frozen
+    assert any(k.startswith("roi_heads.box_head.") for k in changed)
+    assert not any(k.startswith(FHM) for k in state["model"])
+    assert set(state["model"]) == set(start)  # the same network and loss as stage 1 (bce)
+    model, saved, _ = load_trained_model(final, device=torch.device("cpu"))
+    assert saved.baseline.output_dir == str(tmp_path / "baseline")
+    last = load_checkpoint(tmp_path / "baseline" / "checkpoints" / "last.pt")
+    assert len(last["init_sha256"]) == 64
+
+
+def test_baseline_stage_from_the_command_line(stage1, tmp_path):
+    args = ["train", "--stage", "baseline", "--device", "cpu"]
+    for item in stage_overrides(stage1["root"], stage1_dir=stage1["dir"], stage2_dir=tmp_path / "b"):
+        args += ["--set", item]
+    assert main(args) == 0
+    assert (tmp_path / "b" / "model_final.pt").is_file()
+    assert (tmp_path / "b" / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
