@@ -37,6 +37,7 @@ from bacl.engine.freeze import freeze_except, train_mode
 from bacl.losses import build_loss
 from bacl.models.detector import classifier_stage_parameters
 from bacl.params import FHMParams, ModelParams
+from timing import time_method
 
 
 class Timers:
@@ -47,16 +48,7 @@ class Timers:
         self.history: dict[str, list[float]] = defaultdict(list)
 
     def wrap_method(self, obj, name: str, label: str) -> None:
-        inner = getattr(obj, name)
-
-        def timed(*args, **kwargs):
-            tic = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.step[label] += time.perf_counter() - tic
-
-        setattr(obj, name, timed)  # the instance attribute shadows the method
+        time_method(obj, name, lambda seconds: self.step.__setitem__(label, self.step[label] + seconds))
 
     def wrap_module(self, module: torch.nn.Module, label: str) -> None:
         starts: list[float] = []

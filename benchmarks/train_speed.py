@@ -26,6 +26,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from bacl.data.synthetic import generate_synthetic_lvis
 from bacl.engine.build import build_classification_loss, build_dataset, build_model, build_train_loader
 from bacl.params import load_params
+from timing import time_method
 
 
 class Stopwatch:
@@ -33,16 +34,10 @@ class Stopwatch:
 
     def __init__(self, owner: object, name: str) -> None:
         self.seconds = 0.0
-        original = getattr(owner, name)
+        time_method(owner, name, self._add)
 
-        def timed(*args, **kwargs):
-            tic = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - tic
-
-        setattr(owner, name, timed)
+    def _add(self, seconds: float) -> None:
+        self.seconds += seconds
 
 
 def stock_roi_heads(model: torch.nn.Module, num_classes: int) -> None:

@@ -21,9 +21,15 @@ def draw_boxes(image: Image.Image, boxes: Iterable[Iterable[float]], labels: Ite
     for i, (box, label) in enumerate(zip(boxes, labels)):
         colour = PALETTE[zlib.crc32(label.encode()) % len(PALETTE)]
         x1, y1, x2, y2 = [float(v) for v in box]
-        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
         text = label if scores is None else f"{label} {scores[i]:.2f}"
-        draw.text((x1 + 2, y1 + 1), text, fill=colour)
+        # Label on a dark strip in the box's colour, above the box where there is room
+        # (else just inside its top edge): readable on any background, the box stays whole.
+        left, top, right, bottom = draw.textbbox((0, 0), text)
+        height = bottom - top + 2
+        ty = y1 - height if y1 - height >= 0 else y1 + 2
+        draw.rectangle([x1, ty, x1 + right - left + 3, ty + height], fill="#000000")
+        draw.text((x1 + 2, ty + 1 - top), text, fill=colour)
+        draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
     return out
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..engine.distributed import all_reduce_sum_, is_dist
 from .base import ClassificationLoss
+from .onehot_bce import onehot_bce_sum
 from .registry import register_loss
 
 # Floor applied to confusion-matrix entries before taking the log-ratio (reference value).
@@ -130,6 +131,8 @@ class FCBL(ClassificationLoss):
         that keeps the graph and leaves the statistics alone.
         """
         self.check_inputs(logits, labels)
+        if logits.dtype in (torch.float16, torch.bfloat16):  # AMP: margins and statistics in float32
+            logits = logits.float()
         n, c = logits.shape[0], self.num_classes
         if n == 0:
             self._update(logits.new_zeros(0, c), labels)  # a collective when distributed
@@ -138,20 +141,20 @@ class FCBL(ClassificationLoss):
         pos = (labels < c).nonzero().squeeze(1)
         pos_labels = labels.index_select(0, pos)
         pos_logits = logits.detach().index_select(0, pos)  # raw: no margin in weights or statistics
-        target = logits.new_zeros(n, c + 1).scatter_(1, labels[:, None], 1.0)
 
-        shifted = logits
+        rows = row_values = None
         if pos.numel() > 0:
-            shift = self.margins(pos_labels, dtype=logits.dtype)
+            row_values = pos_logits + self.margins(pos_labels, dtype=pos_logits.dtype)
             if self.reweight:
-                # A channel of weight 0 is always a negative (target 0). Moving its logit to
+                # A channel of weight 0 is always a negative (target 0). Setting its logit to
                 # -1e4 makes its BCE and its gradient exactly 0 (exp underflows in every float
                 # type), which equals weighting it by 0 without an (N, C+1) weight tensor.
                 keep = self.kept_channels(pos_logits, pos_labels)
-                shift = torch.where(keep, shift, _DROPPED_LOGIT - pos_logits)
-            shifted = logits.index_add(0, pos, shift)
-
-        loss = F.binary_cross_entropy_with_logits(shifted, target, reduction="sum") / n
+                row_values.masked_fill_(~keep, _DROPPED_LOGIT)
+            rows = pos
+        # The margins and drops are constants: the gradient to the logits is
+        # sigmoid(z + m) - onehot on positive rows (0 on dropped channels).
+        loss = onehot_bce_sum(logits, labels, rows=rows, row_values=row_values) / n
 
         self._update(pos_logits[:, :c], pos_labels)
         return {"loss_cls": loss}

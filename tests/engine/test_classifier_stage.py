@@ -78,7 +78,8 @@ def test_ablations_run_one_epoch(stage1, tmp_path, name):
 
 def test_fcbl_without_margin_and_weights_is_plain_bce():
     """The "FHM only" ablation's loss: FCBL with alpha 0 and reweight off is sigmoid BCE
-    (same values and gradients) while it still tracks the confusion matrix FHM samples by."""
+    (same values and gradients, up to float32 rounding: FCBL sums its one-hot BCE in one fused
+    pass) while it still tracks the confusion matrix FHM samples by."""
     c = 5
     fcbl = build_loss("fcbl", num_classes=c, alpha=0.0, reweight=False)
     bce = build_loss("bce", num_classes=c)
@@ -90,8 +91,8 @@ def test_fcbl_without_margin_and_weights_is_plain_bce():
         (got_grad,) = torch.autograd.grad(got, logits)
         want = bce(logits, labels)["loss_cls"]
         (want_grad,) = torch.autograd.grad(want, logits)
-        torch.testing.assert_close(got, want, rtol=0, atol=0)
-        torch.testing.assert_close(got_grad, want_grad, rtol=0, atol=0)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-6, atol=1e-7)
     assert float(fcbl.num_gt.sum()) > 0 and bool((fcbl.class_accuracy > 0).any())
 
 
