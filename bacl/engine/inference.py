@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from ..params import STAGES, Params, params_from_dict
+from ..params import STAGES, ModelParams, Params, params_from_dict
 from .build import build_classification_loss, build_model
 from ..atomic_io import atomic_write_json
 from .checkpoint import CheckpointError, load_checkpoint
@@ -28,11 +28,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 TRAINING_ONLY_PREFIXES = ("roi_heads.hallucinator.",)
 
 
-def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: Params | None = None):
+def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: Params | None = None,
+                       test_settings: ModelParams | None = None):
     """Rebuild the detector a checkpoint was trained as and load its weights.
 
     Returns ``(model, params, num_classes)``; the parameters saved in the checkpoint
-    describe the model unless ``params`` is given. The loss is the one of the stage
+    describe the model unless ``params`` is given. ``test_settings``, when given, replace
+    the test-time keys (see :func:`apply_test_settings`): evaluating at another detection
+    budget or test size needs no retraining. The loss is the one of the stage
     that wrote the checkpoint (``train.loss``, or ``classifier.loss`` for the
     classifier stage), so its statistics load too; FHM's are dropped (see
     :data:`TRAINING_ONLY_PREFIXES`).
@@ -57,7 +60,23 @@ def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: 
             f"{checkpoint}: weights do not fit the model (missing: {missing[:5]}, unexpected: {unexpected[:5]})"
         )
     model.to(device).eval()
+    if test_settings is not None:
+        apply_test_settings(model, test_settings)
     return model, saved, int(num_classes)
+
+
+TEST_SETTING_KEYS = ("detections_per_img", "score_thresh", "nms_thresh", "min_size_test", "max_size")
+
+
+def apply_test_settings(model: torch.nn.Module, settings: ModelParams) -> None:
+    """Make a built detector test with ``settings``' ``detections_per_img``, ``score_thresh``,
+    ``nms_thresh``, ``min_size_test`` and ``max_size``; the architecture keys stay as built."""
+    model.roi_heads.detections_per_img = int(settings.detections_per_img)
+    model.roi_heads.score_thresh = float(settings.score_thresh)
+    model.roi_heads.nms_thresh = float(settings.nms_thresh)
+    model.transform.test_size = int(settings.min_size_test)
+    model.transform.max_size = int(settings.max_size)
+    model.transform.train(model.transform.training)  # re-applies the test size in eval mode
 
 
 def detections_to_lvis(
