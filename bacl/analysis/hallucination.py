@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -26,41 +26,58 @@ FHM_PREFIX = "roi_heads.hallucinator."
 
 @dataclass(frozen=True)
 class StageStatistics:
-    """FHM's and FCBL's statistics at the end of a classifier stage (float64 tensors)."""
+    """FHM's and FCBL's statistics at the end of a classifier stage (float64 tensors).
 
-    mean: torch.Tensor      # (C, D) running class means of the classification embedding
-    var: torch.Tensor       # (C, D) running per-dimension variances
-    seen: torch.Tensor      # (C,) bool: classes FHM has statistics for
-    cm_num: torch.Tensor    # (C, C) FCBL's summed foreground probabilities
-    num_gt: torch.Tensor    # (C,) positive RoIs per class
-    alpha: float            # FCBL's margin scale in that run
+    A run trained without FHM (``classifier.fhm.enabled: false``) has no FHM statistics
+    (``mean``, ``var`` and ``seen`` are ``None``); one trained with another loss than FCBL
+    has no confusion statistics either (``cm_num`` and ``num_gt`` are ``None``).
+    """
+
+    mean: Optional[torch.Tensor]    # (C, D) running class means of the classification embedding
+    var: Optional[torch.Tensor]     # (C, D) running per-dimension variances
+    seen: Optional[torch.Tensor]    # (C,) bool: classes FHM has statistics for
+    cm_num: Optional[torch.Tensor]  # (C, C) FCBL's summed foreground probabilities
+    num_gt: Optional[torch.Tensor]  # (C,) positive RoIs per class
+    alpha: float                    # FCBL's margin scale in that run
+    num_classes: int
 
     @property
-    def num_classes(self) -> int:
-        return int(self.num_gt.numel())
+    def has_fhm(self) -> bool:
+        return self.mean is not None
+
+    @property
+    def has_fcbl(self) -> bool:
+        return self.cm_num is not None
 
     @property
     def accuracy(self) -> torch.Tensor:
         """``(C,)`` FCBL's per-class accuracy (0 for a class never seen), what FHM draws by."""
+        if not self.has_fcbl:
+            raise KeyError("this run kept no FCBL statistics (its loss was not fcbl)")
         return class_accuracy(self.cm_num, self.num_gt)
 
 
 def load_stage_statistics(checkpoint: str | Path) -> StageStatistics:
-    """Read FHM's and FCBL's statistics from a classifier-stage checkpoint."""
+    """Read FHM's and FCBL's statistics from a classifier-stage checkpoint; either may be
+    absent (see :class:`StageStatistics`)."""
     state = load_checkpoint(checkpoint)
     weights = state["model"]
-    needed = [FHM_PREFIX + "mean", FHM_PREFIX + "var", FHM_PREFIX + "seen", CM_NUM_KEY, NUM_GT_KEY]
-    missing = [k for k in needed if k not in weights]
-    if missing:
-        raise KeyError(f"{checkpoint}: no {missing[0]}: not a classifier-stage checkpoint trained with "
-                       "FCBL and FHM")
     stage = state.get("stage", "classifier")
     params = state.get("params", {})
-    alpha = float(params.get(stage, {}).get("fcbl", {}).get("alpha", 0.0))
+    fhm_keys = [FHM_PREFIX + "mean", FHM_PREFIX + "var", FHM_PREFIX + "seen"]
+    has_fhm = all(k in weights for k in fhm_keys)
+    has_fcbl = CM_NUM_KEY in weights and NUM_GT_KEY in weights
+    cls_key = next((k for k in weights if k.endswith("cls_score.weight")), None)
+    if cls_key is None:
+        raise KeyError(f"{checkpoint}: no classification layer (cls_score) in the weights")
+    alpha = float(params.get(stage, {}).get("fcbl", {}).get("alpha", 0.0)) if has_fcbl else 0.0
     return StageStatistics(
-        mean=weights[FHM_PREFIX + "mean"].double(), var=weights[FHM_PREFIX + "var"].double(),
-        seen=weights[FHM_PREFIX + "seen"].bool(), cm_num=weights[CM_NUM_KEY].double(),
-        num_gt=weights[NUM_GT_KEY].double(), alpha=alpha,
+        mean=weights[FHM_PREFIX + "mean"].double() if has_fhm else None,
+        var=weights[FHM_PREFIX + "var"].double() if has_fhm else None,
+        seen=weights[FHM_PREFIX + "seen"].bool() if has_fhm else None,
+        cm_num=weights[CM_NUM_KEY].double() if has_fcbl else None,
+        num_gt=weights[NUM_GT_KEY].double() if has_fcbl else None,
+        alpha=alpha, num_classes=int(weights[cls_key].shape[0]) - 1,
     )
 
 

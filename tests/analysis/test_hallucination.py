@@ -87,8 +87,12 @@ def test_statistics_and_real_embeddings_of_a_trained_run(tiny_study):
     assert torch.equal(stats.mean, again.mean)  # model_final.pt keeps FHM's statistics too
     assert stats.num_classes == 3 and stats.mean.shape == stats.var.shape
     assert bool(stats.seen.any()) and stats.alpha == pytest.approx(0.85)
-    with pytest.raises(KeyError, match="not a classifier-stage checkpoint"):
-        hallucination.load_stage_statistics(tiny_study["baseline"]["final"])
+    assert stats.has_fhm and stats.has_fcbl
+    plain = hallucination.load_stage_statistics(tiny_study["baseline"]["final"])  # BCE, no FHM
+    assert not plain.has_fhm and not plain.has_fcbl and plain.num_classes == 3
+    assert plain.mean is None and plain.cm_num is None
+    with pytest.raises(KeyError, match="no FCBL statistics"):
+        plain.accuracy
 
     model, _, _ = load_trained_model(tiny_study["bacl"]["final"], device=torch.device("cpu"))
     val = LVISDetection(annotation_file=tiny_study["val"], image_root=tiny_study["image_root"])

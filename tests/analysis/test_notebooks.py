@@ -65,3 +65,16 @@ def test_hallucinated_features(tiny_study, tmp_path):
     })
     assert {"sampling_probability_vs_accuracy.png", "feature_variance_vs_image_count.png", "fcbl_margins.png",
             "real_vs_hallucinated_pca.png"} <= {p.name for p in figures.glob("*.png")}
+
+
+def test_hallucinated_features_of_a_run_without_fhm_or_fcbl(tiny_study, tmp_path):
+    """An ablation such as `dvc exp run -S classifier.fhm.enabled=false` still gets its report."""
+    figures = tmp_path / "figures"
+    book = run("hallucinated_features", tmp_path, {
+        "params_file": str(tiny_study["params_file"]),
+        "bacl_checkpoint": str(tiny_study["baseline"]["final"]),  # BCE, no FHM
+        "figures_dir": str(figures),
+    })
+    printed = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    assert "trained without FHM" in printed and "no margins" in printed
+    assert not list(figures.glob("*.png"))
