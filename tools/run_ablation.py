@@ -68,20 +68,17 @@ def run_seed(seed: int, out: Path, variants: list[str], overrides: list[str], co
     results = {}
     for name in variants:
         run = stage1 if name == "stage1" else out / f"seed{seed}" / name
-        vparams = params
-        if name != "stage1":
-            vparams = load_params(config, [*base, *VARIANTS[name], f"classifier.output_dir={run}",
-                                           f"classifier.init_from={stage1 / FINAL_WEIGHTS}"])
+        variant = base if name == "stage1" else [*base, *VARIANTS[name], f"classifier.output_dir={run}",
+                                                 f"classifier.init_from={stage1 / FINAL_WEIGHTS}"]
         final = run / FINAL_WEIGHTS
         if not final.exists():
-            final = train(vparams, stage="classifier", resume=True)
+            final = train(load_params(config, variant), stage="classifier", resume=True)
         results[name] = {}
         for budget in budgets:
             folder = run / f"eval_dets{budget}"
             metrics_path = folder / "metrics.json"
             if not metrics_path.exists():
-                at_budget = load_params(config, [*base, *VARIANTS[name], f"classifier.output_dir={run}",
-                                                 f"model.detections_per_img={budget}",
+                at_budget = load_params(config, [*variant, f"model.detections_per_img={budget}",
                                                  f"evaluate.max_dets={budget}"])
                 evaluate_checkpoint(at_budget, final, output=metrics_path,
                                     detections_out=folder / "detections.json")
