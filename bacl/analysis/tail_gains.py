@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..atomic_io import atomic_write
-from ..evaluation.report import headline_metrics
 
 FREQUENCY_BINS = ("r", "c", "f")
 BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
@@ -79,8 +78,11 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def ap_by_frequency(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     """``{"AP", "APr", "APc", "APf"}`` as the evaluator reports them (``None`` where undefined)."""
-    headline = headline_metrics(metrics)
-    return {key: headline[key] for key in ("AP", "APr", "APc", "APf")}
+    out = {}
+    for key in ("AP", "APr", "APc", "APf"):
+        value = metrics.get(key)
+        out[key] = None if value is None or float(value) < 0 else float(value)
+    return out
 
 
 def bin_label(lo: int, hi: float) -> str:
