@@ -19,8 +19,10 @@ from typing import Any, Optional
 
 import yaml
 
+from .errors import BaclError
 
-class ParamError(ValueError):
+
+class ParamError(BaclError, ValueError):
     """A wrong parameter: the message starts with the source and the dotted key."""
 
 

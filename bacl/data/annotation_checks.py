@@ -23,6 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import BaclError
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_TOP_LEVEL_KEYS = ("images", "annotations", "categories")
@@ -33,7 +35,7 @@ _MAX_LISTED = 5
 _COCO2014_NAME = re.compile(r"^COCO_(?:train|val|test)2014_(\d{12}\.jpg)$")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(BaclError, ValueError):
     """An annotation file that cannot be used as it is."""
 
 

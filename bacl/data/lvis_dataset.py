@@ -19,6 +19,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from bacl.errors import BaclError
+
 from bacl.data.annotation_checks import (
     FREQUENCIES,
     check_annotations,
@@ -38,7 +40,7 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _MAX_LISTED = 5
 
 
-class ImageFileError(RuntimeError):
+class ImageFileError(BaclError, RuntimeError):
     """An image file that exists but cannot be used (corrupt, or not the recorded size)."""
 
 

@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 from ..atomic_io import atomic_write
+from ..errors import BaclError
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BaclError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..engine.distributed import all_reduce_sum_, is_dist
+from ..distributed import all_reduce_sum_, is_dist
 from .base import ClassificationLoss
 from .onehot_bce import onehot_bce_sum
 from .registry import register_loss

@@ -27,7 +27,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
-from ..engine.distributed import all_reduce_sum_, is_dist
+from ..distributed import all_reduce_sum_, is_dist
 
 # (16, 4) signs for (x1, y1, x2, y2); row k is the k-th sign pattern, x1 the slowest
 # to change (the reference's offset matrix, transposed).

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bacl.engine.distributed import all_reduce_sum_, get_rank, get_world_size, is_dist
+from bacl.distributed import all_reduce_sum_, get_rank, get_world_size, is_dist
 from bacl.losses.fcbl import FCBL
 from bacl.models.feature_hallucination import FeatureHallucination
 
