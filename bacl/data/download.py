@@ -159,7 +159,8 @@ def download_file(
     Args:
         expected_size: bytes the file must have; a server announcing another size is
             refused before anything is transferred.
-        sha256, md5: pinned lowercase hex digests, checked once the file is complete.
+        sha256, md5: pinned lowercase hex digests, checked once the file is complete (MD5
+            only when no SHA-256 is given).
         timeout: seconds a connection or a read may wait for data.
         retries: attempts allowed in a row that make no progress (connection refused,
             timeout, HTTP 5xx); an attempt that grows the partial file resets the count.
@@ -465,10 +466,13 @@ def _verify(
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         return f"{size} bytes, expected {expected_size}", ""
-    got_sha256, got_md5 = _digests(path, with_md5=md5 is not None, progress=progress, label=label or path.name)
+    # MD5 only when no SHA-256 is pinned: SHA-256 is the stronger check, and hashing both would
+    # almost triple the time spent verifying (19.3 GB for COCO train2017).
+    with_md5 = md5 is not None and sha256 is None
+    got_sha256, got_md5 = _digests(path, with_md5=with_md5, progress=progress, label=label or path.name)
     if sha256 is not None and got_sha256 != sha256.lower():
         return f"SHA-256 {got_sha256} does not match the pinned {sha256}", got_sha256
-    if md5 is not None and got_md5 != md5.lower():
+    if with_md5 and got_md5 != md5.lower():
         return f"MD5 {got_md5} does not match the pinned {md5}", got_sha256
     return None, got_sha256
 

@@ -225,6 +225,14 @@ def test_pinned_checksum_mismatch_removes_the_download(served, tmp_path, digest)
     assert list(tmp_path.glob("a.bin*")) == []
 
 
+def test_md5_is_only_checked_without_a_sha256(served, tmp_path):
+    data = _payload(5000)
+    (served.folder / "a.bin").write_bytes(data)
+    download_file(f"{served.url}/a.bin", tmp_path / "a.bin", sha256=hashlib.sha256(data).hexdigest(),
+                  md5="0" * 32, **FAST)
+    assert (tmp_path / "a.bin").read_bytes() == data
+
+
 def test_404_is_one_line_and_not_retried(served, tmp_path):
     with pytest.raises(DownloadError) as err:
         download_file(f"{served.url}/missing.zip", tmp_path / "missing.zip", retries=3, **FAST)
