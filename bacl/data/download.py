@@ -296,7 +296,7 @@ def _transfer(
                 raise DownloadError(f"{url}: {attempt.error} ({failures} failed attempts{tail})")
             wait = min(retry_wait * 2 ** (failures - 1), _MAX_WAIT_S) if failures else 0.0
             logger.warning("%s: %s; %s", url, attempt.error,
-                           f"trying again in {wait:g} s" if wait else "continuing")
+                           f"trying again in {wait:g} s" if failures else "continuing from there")
             time.sleep(wait)
     finally:
         bar.close()
@@ -620,13 +620,11 @@ def extract_zip(
         raise
     if problem is not None:
         shutil.rmtree(tmp, ignore_errors=True)
-        removed = ""
+        outcome = f"nothing was unpacked into {dest_dir}"
         if remove_corrupt:
             archive.unlink(missing_ok=True)
-            removed = " and was removed"
-        raise CorruptArchiveError(
-            f"{archive.name}: corrupt archive ({problem}); nothing was unpacked into {dest_dir}{removed}"
-        )
+            outcome = f"the archive was removed and {outcome}; run again to fetch it anew"
+        raise CorruptArchiveError(f"{archive.name}: corrupt archive ({problem}); {outcome}")
     placed = _move_into_place(tmp, dest_dir, chosen, archive.name)
     record = {
         "archive": archive.name,
