@@ -70,7 +70,8 @@ def load_stage_statistics(checkpoint: str | Path) -> StageStatistics:
     cls_key = next((k for k in weights if k.endswith("cls_score.weight")), None)
     if cls_key is None:
         raise KeyError(f"{checkpoint}: no classification layer (cls_score) in the weights")
-    alpha = float(params.get(stage, {}).get("fcbl", {}).get("alpha", 0.0)) if has_fcbl else 0.0
+    options = params.get("losses", {}).get("fcbl") or params.get(stage, {}).get("fcbl", {})  # older checkpoints
+    alpha = float(options.get("alpha", 0.0)) if has_fcbl else 0.0
     return StageStatistics(
         mean=weights[FHM_PREFIX + "mean"].double() if has_fhm else None,
         var=weights[FHM_PREFIX + "var"].double() if has_fhm else None,

@@ -1,4 +1,4 @@
-"""Settings -> parts: datasets, samplers, loaders, detector and loss.
+"""Settings -> parts: datasets, samplers, loaders, detector, loss and FHM.
 
 The one place that maps :mod:`bacl.params` onto keyword-only constructors, so every
 part can also be built and tested without a params file.
@@ -6,8 +6,9 @@ part can also be built and tested without a params file.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader
@@ -21,9 +22,13 @@ from ..losses import ClassificationLoss, build_loss
 from ..models.detector import build_detector
 from ..models.feature_hallucination import FeatureHallucination
 from ..models.image_transform import TrainTestSizeTransform
-from ..params import ClassifierParams, DataParams, EvaluateParams, FHMParams, ModelParams, TrainParams
+from ..params import (DataParams, EvaluateParams, FHMParams, LossesParams, ModelParams, RepresentationParams,
+                      SolverParams, StageParams)
 
 log = logging.getLogger(__name__)
+
+#: Training-set statistics a loss may take as keyword arguments (see bacl/losses/base.py).
+STATISTICS = ("image_counts", "instance_counts", "num_images")
 
 
 def build_dataset(data: DataParams, *, split: str, flip_prob: float = 0.0, filter_empty: bool = False) -> LVISDetection:
@@ -32,85 +37,84 @@ def build_dataset(data: DataParams, *, split: str, flip_prob: float = 0.0, filte
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     annotations = data.train_annotations if split == "train" else data.val_annotations
     transforms = Compose([RandomHorizontalFlip(prob=flip_prob)]) if flip_prob > 0 else None
-    return LVISDetection(
-        annotation_file=annotations,
-        image_root=data.image_root,
-        transforms=transforms,
-        filter_empty=filter_empty,
-    )
+    return LVISDetection(annotation_file=annotations, image_root=data.image_root, transforms=transforms,
+                         filter_empty=filter_empty)
 
 
-def build_train_loader(dataset: LVISDetection, train: TrainParams) -> tuple[DataLoader, TrainingSampler]:
+def build_train_loader(dataset: LVISDetection, *, stage: StageParams, solver: SolverParams,
+                       seed: int) -> tuple[DataLoader, TrainingSampler]:
     factors = None
-    if train.repeat_factor_threshold is not None:
-        factors = repeat_factors(
-            image_category_sets=dataset.image_category_sets,
-            num_classes=dataset.num_classes,
-            threshold=train.repeat_factor_threshold,
-        )
+    if stage.repeat_factor_threshold is not None:
+        factors = repeat_factors(image_category_sets=dataset.image_category_sets, num_classes=dataset.num_classes,
+                                 threshold=stage.repeat_factor_threshold)
         log.info("repeat-factor sampling: t=%g, %.0f images per epoch instead of %d",
-                 train.repeat_factor_threshold, float(factors.sum()), len(dataset))
-    sampler = TrainingSampler(dataset_size=len(dataset), seed=train.seed, shuffle=True, repeat_factors=factors)
-    loader = DataLoader(
-        dataset,
-        batch_size=train.batch_size,
-        sampler=sampler,
-        num_workers=train.workers,
-        collate_fn=collate_detection,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,  # workers re-created each epoch: no stale state across resume
-    )
+                 stage.repeat_factor_threshold, float(factors.sum()), len(dataset))
+    sampler = TrainingSampler(dataset_size=len(dataset), seed=seed, shuffle=True, repeat_factors=factors)
+    loader = DataLoader(dataset, batch_size=solver.batch_size, sampler=sampler, num_workers=solver.workers,
+                        collate_fn=collate_detection, pin_memory=torch.cuda.is_available(),
+                        persistent_workers=False)  # workers re-created each epoch: no stale state across resume
     return loader, sampler
 
 
-def build_eval_loader(dataset: LVISDetection, evaluate: EvaluateParams) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=evaluate.batch_size,
-        shuffle=False,
-        num_workers=evaluate.workers,
-        collate_fn=collate_detection,
-    )
+def build_eval_loader(dataset, evaluate: EvaluateParams) -> DataLoader:
+    return DataLoader(dataset, batch_size=evaluate.batch_size, shuffle=False, num_workers=evaluate.workers,
+                      collate_fn=collate_detection)
 
 
-def build_classification_loss(train: TrainParams, *, num_classes: int) -> ClassificationLoss:
-    """The stage's loss. In the classifier stage FCBL takes ``classifier.fcbl``'s alpha and
-    prob_thr; its ``reweight`` is switched on by the engine when the stage starts."""
-    kwargs = {}
-    if isinstance(train, ClassifierParams) and train.loss == "fcbl":
-        kwargs = {"alpha": train.fcbl.alpha, "prob_thr": train.fcbl.prob_thr}
-    return build_loss(train.loss, num_classes=num_classes, **kwargs)
+def training_statistics(dataset: LVISDetection) -> dict[str, object]:
+    """What a loss may need from the training split: per-class image and instance counts,
+    and the number of images (int64 tensors ``(C,)`` and an int)."""
+    instances = torch.bincount(dataset.annotation_labels - 1, minlength=dataset.num_classes)
+    return {"image_counts": dataset.image_count.clone(), "instance_counts": instances, "num_images": len(dataset)}
 
 
-def build_hallucinator(
-    fhm: FHMParams, *, num_classes: int, feat_dim: int, seed: int, accuracy_source: Callable[[], torch.Tensor]
-) -> FeatureHallucination:
-    return FeatureHallucination(
-        num_classes=num_classes,
-        feat_dim=feat_dim,
-        decay=fhm.decay,
-        num_sampled_classes=fhm.num_sampled_classes,
-        num_samples_per_class=fhm.num_samples_per_class,
-        num_jitter=fhm.num_jitter,
-        seed=seed,
-        accuracy_source=accuracy_source,
-    )
+def build_classification_loss(name: str, *, losses: LossesParams, num_classes: int,
+                              statistics: Optional[dict[str, object]] = None) -> ClassificationLoss:
+    """Loss ``name`` with its ``losses.<name>`` options and, for a loss that takes them
+    (:data:`STATISTICS` in its constructor's signature), the training-set statistics."""
+    from ..losses import LOSSES
+
+    kwargs = losses.options(name)
+    wanted = [k for k in STATISTICS if k in inspect.signature(LOSSES[name].__init__).parameters]
+    if wanted:
+        if statistics is None:
+            raise ValueError(f"loss {name!r} needs training-set statistics {wanted}")
+        kwargs.update({k: statistics[k] for k in wanted})
+    return build_loss(name, num_classes=num_classes, **kwargs)
 
 
-def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLoss) -> torch.nn.Module:
+def build_hallucinator(fhm: FHMParams, *, num_classes: int, feat_dim: int, seed: int,
+                       accuracy_source: Callable[[], torch.Tensor]) -> FeatureHallucination:
+    return FeatureHallucination(num_classes=num_classes, feat_dim=feat_dim, decay=fhm.decay,
+                                num_sampled_classes=fhm.num_sampled_classes,
+                                num_samples_per_class=fhm.num_samples_per_class, num_jitter=fhm.num_jitter,
+                                seed=seed, accuracy_source=accuracy_source)
+
+
+def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLoss,
+                stage: Optional[StageParams] = None, test: Optional[EvaluateParams] = None) -> torch.nn.Module:
+    """The detector: ``model``'s architecture, trained at ``stage``'s sizes and tested with
+    ``test``'s settings (both default to their sections' defaults)."""
+    stage = stage if stage is not None else RepresentationParams()
+    test = test if test is not None else EvaluateParams()
     detector = build_detector(
-        preset=model.preset,
-        num_classes=num_classes,
-        loss=loss,
-        min_size=tuple(model.min_size_train),
-        max_size=model.max_size,
-        pretrained_backbone=model.pretrained_backbone,
-        detections_per_img=model.detections_per_img,
-        score_thresh=model.score_thresh,
-        nms_thresh=model.nms_thresh,
+        preset=model.preset, num_classes=num_classes, loss=loss, min_size=tuple(stage.min_sizes),
+        max_size=stage.max_size, pretrained_backbone=model.pretrained_backbone,
+        detections_per_img=test.detections_per_img, score_thresh=test.score_thresh, nms_thresh=test.nms_thresh,
     )
     detector.transform = TrainTestSizeTransform(
-        train_sizes=tuple(model.min_size_train), test_size=model.min_size_test, max_size=model.max_size,
+        train_sizes=tuple(stage.min_sizes), test_size=test.min_size, max_size=stage.max_size,
         image_mean=detector.transform.image_mean, image_std=detector.transform.image_std,
     )
     return detector
+
+
+def apply_test_settings(model: torch.nn.Module, test: EvaluateParams) -> None:
+    """Make a built detector test with ``test``'s budget, thresholds and test size; the
+    architecture and training sizes stay as built."""
+    model.roi_heads.detections_per_img = int(test.detections_per_img)
+    model.roi_heads.score_thresh = float(test.score_thresh)
+    model.roi_heads.nms_thresh = float(test.nms_thresh)
+    model.transform.test_size = int(test.min_size)
+    model.transform.max_size = int(test.max_size)
+    model.transform.train(model.transform.training)  # re-applies the test size in eval mode

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
-from torch import nn
+
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
@@ -193,10 +193,3 @@ def build_detector(
         detections_per_img=detections_per_img,
     )
     return model
-
-
-def classifier_stage_parameters(model: nn.Module) -> list[str]:
-    """Names of the parameters BACL's classifier stage trains (METHOD.md section 4):
-    the classification layer, the box regression layer and the RPN."""
-    prefixes = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.", "rpn.")
-    return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]

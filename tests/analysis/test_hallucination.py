@@ -3,7 +3,7 @@ import torch
 
 from bacl.analysis import hallucination
 from bacl.data.lvis_dataset import LVISDetection
-from bacl.engine.inference import load_trained_model
+from bacl.evaluation.inference import load_trained_model
 from bacl.losses.fcbl import FCBL
 from bacl.models.feature_hallucination import FeatureHallucination
 
