@@ -1,7 +1,7 @@
 """Classification losses: a small registry so the detector's loss is a swappable part."""
 
 from .base import STATISTICS_ARGUMENTS, ClassificationLoss, LossArgumentError, sigmoid_detection_scores
-from .registry import LOSSES, build_loss, register_loss, statistics_arguments
+from .registry import LOSSES, build_loss, placeholder_statistics, register_loss, statistics_arguments
 from . import bags, bce, ecm, eql, eqlv2, fcbl, federated, logit_adjusted, seesaw, softmax_ce  # noqa: F401  (register on import)
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "LossArgumentError",
     "STATISTICS_ARGUMENTS",
     "build_loss",
+    "placeholder_statistics",
     "register_loss",
     "sigmoid_detection_scores",
     "statistics_arguments",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
+import torch
+
 from .base import STATISTICS_ARGUMENTS, ClassificationLoss, LossArgumentError
 
 LOSSES: dict[str, type[ClassificationLoss]] = {}
@@ -61,3 +63,12 @@ def build_loss(
     if missing:
         raise LossArgumentError(f"loss {name!r} needs {missing} of the training split; pass them in statistics")
     return cls(num_classes=num_classes, **kwargs)
+
+
+def placeholder_statistics(num_classes: int) -> dict[str, Any]:
+    """Statistics of ones, for rebuilding a loss whose buffers are then loaded from a
+    checkpoint (every loss keeps what it derives from the statistics in buffers, and its
+    logit layout does not depend on them): ``image_counts`` and ``instance_counts`` ``(C,)``
+    ones, ``num_images`` 1."""
+    ones = torch.ones(int(num_classes), dtype=torch.int64)
+    return {"image_counts": ones, "instance_counts": ones.clone(), "num_images": 1}

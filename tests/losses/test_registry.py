@@ -10,7 +10,8 @@ import torch
 
 import bacl.losses
 from bacl.errors import BaclError
-from bacl.losses import LOSSES, ClassificationLoss, LossArgumentError, build_loss, register_loss, statistics_arguments
+from bacl.losses import (LOSSES, ClassificationLoss, LossArgumentError, build_loss, placeholder_statistics, register_loss,
+                         statistics_arguments)
 from bacl.models.box_predictor import BoxPredictor
 
 # Import every module of the package so each loss registers, listed in __init__ or not.
@@ -125,6 +126,23 @@ def test_resumed_from_state_dict_matches_uninterrupted(name):
         other = resumed.state_dict()[key]
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, other), key
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_rebuilt_with_placeholders_then_loaded_equals_the_trained_loss(name):
+    """Inference rebuilds a loss without the training split: the checkpoint's buffers
+    carry everything the statistics determined."""
+    trained = make(name)
+    for seed in range(2):
+        trained(*batch(trained, 16, seed=seed))
+    rebuilt = build_loss(name, num_classes=NUM_CLASSES, statistics=placeholder_statistics(NUM_CLASSES))
+    assert rebuilt.num_logits == trained.num_logits
+    rebuilt.load_state_dict(trained.state_dict())
+    z = torch.randn(7, trained.num_logits)
+    assert torch.equal(rebuilt.scores(z), trained.scores(z))
+    logits, labels = batch(trained, 16, seed=5)
+    a, b = trained(logits, labels), rebuilt(logits, labels)
+    assert all(torch.equal(a[key], b[key]) for key in a)
 
 
 def test_statistics_arguments():
