@@ -2,7 +2,8 @@
 
 from .base import STATISTICS_ARGUMENTS, ClassificationLoss, LossArgumentError, sigmoid_detection_scores
 from .registry import LOSSES, build_loss, placeholder_statistics, register_loss, statistics_arguments
-from . import bags, bce, ecm, eql, eqlv2, fcbl, federated, logit_adjusted, seesaw, softmax_ce  # noqa: F401  (register on import)
+# register on import
+from . import bags, bce, ecm, eql, eqlv2, fcbl, federated, logit_adjusted, seesaw, softmax_ce  # noqa: F401
 
 __all__ = [
     "ClassificationLoss",

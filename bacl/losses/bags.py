@@ -68,7 +68,9 @@ class BalancedGroupSoftmax(ClassificationLoss):
         counts = check_class_counts("BAGS", "instance_counts", instance_counts, self.num_classes)
         bounds = [int(b) for b in group_bounds]
         if not bounds or bounds[0] < 1 or any(upper <= lower for lower, upper in zip(bounds, bounds[1:])):
-            raise LossArgumentError(f"BAGS: group_bounds must be increasing positive integers, got {list(group_bounds)}")
+            raise LossArgumentError(
+                f"BAGS: group_bounds must be increasing positive integers, got {list(group_bounds)}"
+            )
         if not others_sample_ratio >= 0:
             raise LossArgumentError(f"BAGS: others_sample_ratio must be >= 0, got {others_sample_ratio}")
         self.group_bounds = tuple(bounds)
@@ -151,7 +153,8 @@ class BalancedGroupSoftmax(ClassificationLoss):
                 losses[f"loss_cls_bin{k + 1}"] = zero.clone()
                 continue
             group_logits = logits[rows, start : start + length]
-            losses[f"loss_cls_bin{k + 1}"] = F.cross_entropy(group_logits, group_labels[rows], reduction="sum") / rows.numel()
+            group_loss = F.cross_entropy(group_logits, group_labels[rows], reduction="sum")
+            losses[f"loss_cls_bin{k + 1}"] = group_loss / rows.numel()
         return losses
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:

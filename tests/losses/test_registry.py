@@ -169,7 +169,7 @@ def test_missing_statistics_named():
         build_loss("eql", num_classes=NUM_CLASSES, statistics={"image_count": STATISTICS["image_counts"]})
 
 
-@pytest.mark.parametrize("name", sorted(n for n in LOSSES if statistics_arguments(n) and n != "eql"))
+@pytest.mark.parametrize("name", sorted(n for n in LOSSES if statistics_arguments(n)))
 def test_bad_counts_rejected(name):
     key = statistics_arguments(name)[0]
     for bad, match in [
