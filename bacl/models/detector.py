@@ -161,11 +161,8 @@ def build_detector(
         canonical_scale=p.roi_canonical_scale,
     )
     box_head = TwoMLPHead(backbone.out_channels * 7 * 7, p.representation_size)
-    box_predictor = BoxPredictor(
-        in_channels=p.representation_size,
-        num_classes=num_classes,
-        use_sigmoid=loss.use_sigmoid,
-        class_agnostic_bbox=class_agnostic_bbox,
+    box_predictor = BoxPredictor.for_loss(
+        loss, in_channels=p.representation_size, class_agnostic_bbox=class_agnostic_bbox
     )
     model = FasterRCNN(
         backbone,
