@@ -27,9 +27,6 @@ from ..params import (DataParams, EvaluateParams, FHMParams, LossesParams, Model
 
 log = logging.getLogger(__name__)
 
-#: Training-set statistics a loss may take as keyword arguments (see bacl/losses/base.py).
-STATISTICS = ("image_counts", "instance_counts", "num_images")
-
 
 def build_dataset(data: DataParams, *, split: str, flip_prob: float = 0.0, filter_empty: bool = False) -> LVISDetection:
     """The train or val split named by ``data``; training adds the flip augmentation."""
@@ -62,25 +59,25 @@ def build_eval_loader(dataset, evaluate: EvaluateParams) -> DataLoader:
 
 
 def training_statistics(dataset: LVISDetection) -> dict[str, object]:
-    """What a loss may need from the training split: per-class image and instance counts,
-    and the number of images (int64 tensors ``(C,)`` and an int)."""
+    """What a loss may need from the training split (``bacl/losses/base.py``): images and
+    annotations per class, int64 ``(C,)``, and the number of images with an annotation."""
     instances = torch.bincount(dataset.annotation_labels - 1, minlength=dataset.num_classes)
-    return {"image_counts": dataset.image_count.clone(), "instance_counts": instances, "num_images": len(dataset)}
+    annotated = sum(1 for labels in dataset.image_category_sets if len(labels))
+    return {"image_counts": dataset.image_count.clone(), "instance_counts": instances, "num_images": annotated}
 
 
 def build_classification_loss(name: str, *, losses: LossesParams, num_classes: int,
-                              statistics: Optional[dict[str, object]] = None) -> ClassificationLoss:
-    """Loss ``name`` with its ``losses.<name>`` options and, for a loss that takes them
-    (:data:`STATISTICS` in its constructor's signature), the training-set statistics."""
-    from ..losses import LOSSES
+                              statistics: Optional[dict[str, object]] = None, seed: int = 0) -> ClassificationLoss:
+    """Loss ``name`` with its ``losses.<name>`` options, the training-set statistics it takes
+    (or placeholders, for a loss whose buffers are then loaded from a checkpoint) and, for a
+    loss that draws random numbers, ``seed``."""
+    from ..losses import LOSSES, placeholder_statistics
 
     kwargs = losses.options(name)
-    wanted = [k for k in STATISTICS if k in inspect.signature(LOSSES[name].__init__).parameters]
-    if wanted:
-        if statistics is None:
-            raise ValueError(f"loss {name!r} needs training-set statistics {wanted}")
-        kwargs.update({k: statistics[k] for k in wanted})
-    return build_loss(name, num_classes=num_classes, **kwargs)
+    if "seed" in inspect.signature(LOSSES[name].__init__).parameters:
+        kwargs["seed"] = seed
+    return build_loss(name, num_classes=num_classes, statistics=statistics or placeholder_statistics(num_classes),
+                      **kwargs)
 
 
 def build_hallucinator(fhm: FHMParams, *, num_classes: int, feat_dim: int, seed: int,

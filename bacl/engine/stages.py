@@ -118,12 +118,26 @@ def stale_reason(state: dict[str, Any], params: Params, *, stage: str, init_sha2
     return None
 
 
+def _saved_loss_uses_standard_classifier(state: dict[str, Any], source: Path) -> bool:
+    """Whether the loss that trained checkpoint ``state`` used the plain C+1 linear classifier."""
+    from ..losses import build_loss, placeholder_statistics
+    from ..params import params_from_dict
+
+    saved = params_from_dict(state.get("params", {}), source=f"{source} (saved params)")
+    name = saved.stage(state.get("stage", "representation")).loss
+    num_classes = int(state.get("num_classes") or 1)
+    loss = build_loss(name, num_classes=num_classes, statistics=placeholder_statistics(num_classes),
+                      **saved.losses.options(name))
+    return loss.uses_standard_classifier
+
+
 def load_initial_weights(model: nn.Module, path: Path, *, preset: str, stage: str) -> None:
     """Load the weights ``stage`` starts from into ``model``.
 
     Every parameter and buffer must be there with the same shape, except the stage's own
-    state (:data:`STAGE_STATE`, skipped) and a classification layer of another shape (a
-    loss with another head layout: it keeps its initialisation). Errors name the file.
+    state (:data:`STAGE_STATE`, skipped) and the classification layer when either loss
+    lays it out other than as a plain C+1 linear layer (EQL, Seesaw, ECM, BAGS): then it
+    keeps the initialisation of this stage's loss. Errors name the file.
     """
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to start the {stage} stage from; train the representation "
@@ -132,16 +146,14 @@ def load_initial_weights(model: nn.Module, path: Path, *, preset: str, stage: st
     saved_preset = state.get("params", {}).get("model", {}).get("preset")
     if saved_preset is not None and saved_preset != preset:
         raise CheckpointError(f"{path}: was trained with model.preset {saved_preset!r}, this run uses {preset!r}")
-    own = model.state_dict()
-    weights = {k: v for k, v in state["model"].items() if not k.startswith(STAGE_STATE)}
-    reshaped = [k for k, v in weights.items()
-                if k.startswith(CLASSIFICATION_LAYER) and k in own and own[k].shape != v.shape]
-    if reshaped:
-        log.info("%s stage: the classification layer is laid out differently from %s's (%s); it starts from "
-                 "its initialisation", stage, path, ", ".join(f"{k} {tuple(own[k].shape)}" for k in reshaped))
-        for key in reshaped:
-            weights.pop(key)
-    expected = [k for k in own if not k.startswith(STAGE_STATE) and k not in reshaped]
+    skipped = STAGE_STATE
+    if not (model.roi_heads.classification_loss.uses_standard_classifier
+            and _saved_loss_uses_standard_classifier(state, path)):
+        skipped = STAGE_STATE + (CLASSIFICATION_LAYER,)
+        log.info("%s stage: the classification layer is laid out differently from %s's; it starts from its "
+                 "initialisation", stage, path)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(skipped)}
+    expected = [k for k in model.state_dict() if not k.startswith(skipped)]
     missing = [k for k in expected if k not in weights]
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
@@ -192,17 +204,31 @@ def prepare_stage(model: nn.Module, params: Params, *, stage: str, runtime: Runt
     return frozen_norms
 
 
-def fhm_generator_states(model: nn.Module, world_size: int) -> Optional[list[torch.Tensor]]:
-    """Every process's FHM generator state (the ``state_dict`` rank 0 saves holds rank 0's
-    only); ``None`` without FHM. A collective under a process group."""
-    hallucinator = getattr(model.roi_heads, "hallucinator", None)
-    if hallucinator is None:
+def generator_states(model: nn.Module, world_size: int) -> Optional[dict[str, list[torch.Tensor]]]:
+    """Every process's state of each random generator the model's modules own (FHM's, and
+    the federated and BAGS losses'), by module name: processes draw differently, and the
+    ``state_dict`` rank 0 saves holds rank 0's only. ``None`` when there is none. A
+    collective under a process group."""
+    local = {name: module.generator.get_state() for name, module in model.named_modules()
+             if isinstance(getattr(module, "generator", None), torch.Generator)}
+    if not local:
         return None
-    local = hallucinator.generator.get_state()
     if world_size == 1:
-        return [local]
+        return {name: [value] for name, value in local.items()}
     import torch.distributed as dist
 
-    states: list[Any] = [None] * world_size
-    dist.all_gather_object(states, local)
-    return states
+    gathered: list[Any] = [None] * world_size
+    dist.all_gather_object(gathered, local)
+    return {name: [states[name] for states in gathered] for name in local}
+
+
+def restore_generator_states(model: nn.Module, states: Optional[dict[str, list[torch.Tensor]]], *, rank: int,
+                             world_size: int) -> None:
+    """Give each process its own generator states back (:func:`generator_states`); with
+    another number of processes than the saved run, every process keeps rank 0's, which
+    the ``state_dict`` restored."""
+    if not states or any(len(per_rank) != world_size for per_rank in states.values()):
+        return
+    modules = dict(model.named_modules())
+    for name, per_rank in states.items():
+        modules[name].generator.set_state(per_rank[rank])

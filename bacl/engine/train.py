@@ -34,7 +34,8 @@ from .curves import CURVES_DIR, TrainingCurves
 from .loop import train_one_epoch
 from .runtime import Runtime, rng_state, set_rng_state, setup_runtime
 from .schedule import lr_factor, scaled_lr
-from .stages import FINAL_WEIGHTS, fhm_generator_states, get_stage, init_checkpoint, prepare_stage, stale_reason
+from .stages import (FINAL_WEIGHTS, generator_states, get_stage, init_checkpoint, prepare_stage,
+                     restore_generator_states, stale_reason)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
     loader, sampler = build_train_loader(dataset, stage=settings, solver=solver, seed=params.seed)
     statistics = training_statistics(dataset)
     loss = build_classification_loss(settings.loss, losses=params.losses, num_classes=dataset.num_classes,
-                                     statistics=statistics)
+                                     statistics=statistics, seed=params.seed + runtime.rank)
     model = build_model(params.model, num_classes=dataset.num_classes, loss=loss, stage=settings,
                         test=params.evaluate).to(runtime.device)
     frozen_norms = prepare_stage(model, params, stage=stage, runtime=runtime, load_weights=state is None)
@@ -119,11 +120,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
     start_epoch, iteration = 0, 0
     if state is not None:
         model.load_state_dict(state["model"])
-        # Each process continues its own FHM draws; with another number of processes than
-        # the saved run, every process continues from rank 0's (in the state_dict).
-        generators = state.get("fhm_generators")
-        if generators is not None and len(generators) == runtime.world_size:
-            model.roi_heads.hallucinator.generator.set_state(generators[runtime.rank])
+        restore_generator_states(model, state.get("generators"), rank=runtime.rank, world_size=runtime.world_size)
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -157,7 +154,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
                                         clip_grad_norm=solver.clip_grad_norm, frozen_norms=frozen_norms,
                                         curves=curves)
             sampler.set_epoch(epoch + 1)
-            generators = fhm_generator_states(model, runtime.world_size)
+            generators = generator_states(model, runtime.world_size)
             if runtime.is_main:
                 checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "scaler": scaler.state_dict() if scaler is not None else {},
@@ -165,7 +162,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
                               "iteration": iteration, "params": params.to_dict(), "stage": stage,
                               "init_sha256": init_sha256}
                 if generators is not None:
-                    checkpoint["fhm_generators"] = generators
+                    checkpoint["generators"] = generators
                 save_checkpoint(last, checkpoint)
             if runtime.world_size > 1:
                 dist.barrier()

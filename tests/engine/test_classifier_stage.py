@@ -150,7 +150,7 @@ def test_two_processes_train_the_frozen_stage(stage1, tmp_path):
     assert all(torch.equal(v, state["model"][k]) for k, v in start.items() if k.startswith("backbone."))
     assert not torch.equal(start["roi_heads.box_predictor.cls_score.weight"],
                            state["model"]["roi_heads.box_predictor.cls_score.weight"])
-    first, second = state["fhm_generators"]
+    first, second = state["generators"]["roi_heads.hallucinator"]
     assert torch.equal(first, state["model"][FHM + "_extra_state"]["generator_state"])
     assert not torch.equal(first, second)  # seeded with seed + rank
 

@@ -55,19 +55,29 @@ def test_stale_reason():
     assert "classifier stage" in stale_reason(stage2, params, stage="baseline", init_sha256="abc")
 
 
-def test_a_classification_layer_of_another_shape_keeps_its_initialisation(stage1, tmp_path):
-    state = load_checkpoint(stage1["final"])
-    state["model"]["roi_heads.box_predictor.cls_score.weight"] = torch.zeros(7, 3)  # another head layout
-    state["model"]["roi_heads.box_predictor.cls_score.bias"] = torch.zeros(7)
-    path = tmp_path / "other_head.pt"
-    save_checkpoint(path, state)
-    torch.manual_seed(0)
-    model = build_detector(preset="synthetic_small", num_classes=3, loss=build_loss("bce", num_classes=3))
-    before = model.roi_heads.box_predictor.cls_score.weight.clone()
-    load_initial_weights(model, path, preset="synthetic_small", stage="classifier")
-    assert torch.equal(model.roi_heads.box_predictor.cls_score.weight, before)
-    assert torch.equal(model.roi_heads.box_predictor.bbox_pred.weight,
-                       state["model"]["roi_heads.box_predictor.bbox_pred.weight"])
+@pytest.mark.parametrize("loss, kept", [("bce", True), ("eqlv2", True), ("seesaw", False), ("bags", False)])
+def test_the_classification_layer_is_kept_only_between_plain_linear_classifiers(stage1, loss, kept):
+    """A stage whose loss lays the classifier out differently (or a stage 1 that did) keeps
+    the new loss's own initialisation of cls_score; everything else comes from stage 1."""
+    from bacl.engine.build import build_classification_loss, build_model
+    from bacl.params import load_params as load
+
+    params = load(None)
+    start = load_checkpoint(stage1["final"])["model"]
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_model(params.model, num_classes=3,
+                           loss=build_classification_loss(loss, losses=params.losses, num_classes=3))
+
+    model, untouched = fresh(), fresh().state_dict()
+    load_initial_weights(model, stage1["final"], preset="synthetic_small", stage="classifier")
+    got = model.state_dict()
+    layer = [k for k in got if k.startswith("roi_heads.box_predictor.cls_score.")]
+    source = start if kept else untouched
+    assert layer and all(torch.equal(got[k], source[k]) for k in layer)
+    assert torch.equal(got["roi_heads.box_head.fc6.weight"], start["roi_heads.box_head.fc6.weight"])
+    assert torch.equal(got["roi_heads.box_predictor.bbox_pred.weight"], start["roi_heads.box_predictor.bbox_pred.weight"])
 
 
 def test_missing_initial_checkpoint_is_named(stage1, tmp_path):
