@@ -162,9 +162,13 @@ def confused_pair_indices(rates: np.ndarray, num_classes: int, k: int) -> list[t
     fg = rates[:, :num_classes].copy()
     np.fill_diagonal(fg, -np.inf)
     flat = fg.ravel()
-    candidates = np.flatnonzero(flat > 0)
-    # Stable order on the positive entries only: (largest rate, then row-major position).
-    order = candidates[np.argsort(-flat[candidates], kind="stable")][:k]
+    candidates = np.flatnonzero(flat > 0)  # row-major order
+    values = flat[candidates]
+    if 0 < k < values.size:  # linear-time cut at the k-th largest value; entries equal to it all stay
+        keep = values >= np.partition(values, values.size - k)[values.size - k]
+        candidates, values = candidates[keep], values[keep]
+    # a stable sort keeps row-major order among equal rates
+    order = candidates[np.argsort(-values, kind="stable")][:k]
     return [(int(i) // num_classes, int(i) % num_classes, float(flat[i])) for i in order]
 
 
@@ -179,8 +183,9 @@ def confused_classes(rates: np.ndarray, *, num_pairs: int = 30) -> list[int]:
     """The classes (indices) of the ``num_pairs`` most confused pairs of ``rates (C, C)`` or
     ``(C, C + 1)`` (:func:`confused_pair_indices`), in order of first appearance: a
     bounded set of rows and columns (at most ``2 * num_pairs``) for a per-class figure."""
-    chosen: dict[int, None] = {}
-    for a, b, _ in confused_pair_indices(rates, np.shape(rates)[0], num_pairs):
-        chosen.setdefault(a)
-        chosen.setdefault(b)
-    return list(chosen)
+    return pair_classes(confused_pair_indices(rates, np.shape(rates)[0], num_pairs))
+
+
+def pair_classes(pairs: Sequence[tuple[int, int, float]]) -> list[int]:
+    """The classes of :func:`confused_pair_indices` pairs, in order of first appearance."""
+    return list(dict.fromkeys(c for a, b, _ in pairs for c in (a, b)))

@@ -21,7 +21,7 @@ import torch
 
 from ..losses.fcbl import FCBL
 from ..models.feature_hallucination import FeatureHallucination
-from .confusion import confused_classes, confused_pair_indices
+from .confusion import confused_pair_indices, pair_classes
 
 
 def draw_probabilities(fcbl: FCBL, fhm: FeatureHallucination) -> torch.Tensor:
@@ -50,7 +50,7 @@ def margin_classes(fcbl: FCBL, image_count: Sequence[int], *, num_pairs: int = 3
     entries are positive). At most ``2 * num_pairs`` classes, whatever ``C``."""
     cm = fcbl.cm.numpy()
     pairs = confused_pair_indices(cm, cm.shape[0], num_pairs)
-    return rarest_first(confused_classes(cm, num_pairs=num_pairs), image_count), len(pairs)
+    return rarest_first(pair_classes(pairs), image_count), len(pairs)
 
 
 def margin_submatrix(fcbl: FCBL, classes: Sequence[int]) -> torch.Tensor:
