@@ -116,9 +116,14 @@ def paste_objects(
     covered = paste_masks.any(dim=0)  # (H, W)
     visible = masks & ~covered
     boxes = masks_to_boxes(visible)
-    area = visible.sum(dim=(1, 2))
+    seen = boxes[:, 2] > boxes[:, 0]  # some pixel visible
     box_kept = ((boxes - target["boxes"]).abs() <= float(bbox_occluded_thr)).all(dim=1)
-    keep = (area > 0) & (box_kept | (area > int(mask_occluded_thr)))
+    keep = seen & box_kept
+    # Visible pixels are counted only where needed, inside the visible box.
+    for k in torch.nonzero(seen & ~box_kept).flatten().tolist():
+        x1, y1, x2, y2 = (int(v) for v in boxes[k].tolist())
+        if int(visible[k, y1:y2, x1:x2].sum()) > int(mask_occluded_thr):
+            keep[k] = True
 
     out = dict(target)
     out["boxes"] = torch.cat([boxes[keep], paste_target["boxes"].to(torch.float32)])

@@ -90,7 +90,12 @@ class ScaleJitter:
         new_height = max(1, int(height * factor + 0.5))
         new_width = max(1, int(width * factor + 0.5))
 
-        image = TF.resize(image, [new_height, new_width], antialias=False)
+        # Channels-last: the same values, about twice as fast on the CPU; PadTo makes the
+        # image contiguous again.
+        image = TF.resize(
+            image.unsqueeze(0).contiguous(memory_format=torch.channels_last),
+            [new_height, new_width], antialias=False,
+        ).squeeze(0)
         target = dict(target)
         scale = torch.tensor(
             [new_width / width, new_height / height] * 2, dtype=torch.float32
@@ -143,8 +148,8 @@ class RandomCrop:
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, crop_height)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         if masks is not None:
-            # clone(): the window's copy, so the uncropped stack can be freed.
-            masks = masks[keep, top:top + crop_height, left:left + crop_width].clone()
+            # Indexing with `keep` copies just the window, so the uncropped stack is freed.
+            masks = masks[keep, top:top + crop_height, left:left + crop_width]
             boxes = masks_to_boxes(masks)
         else:
             boxes = boxes[keep]
@@ -165,7 +170,7 @@ class RandomCrop:
 class PadTo:
     """Zero-pad the image at the bottom and right to ``size x size`` (no randomness).
 
-    Image ``(C, H, W)`` with ``H, W <= size`` -> ``(C, size, size)``; ``masks``
+    Image ``(C, H, W)`` with ``H, W <= size`` -> ``(C, size, size)``, contiguous; ``masks``
     ``(K, H, W)`` -> ``(K, size, size)`` padded with False; boxes unchanged. A larger
     image raises :class:`~bacl.data.transforms.TransformInputError`.
     """
@@ -184,13 +189,13 @@ class PadTo:
             )
         masks = check_masks(image, target)
         if height == width == self.size:
-            return image, target
-        padding = [0, 0, self.size - width, self.size - height]  # left, top, right, bottom
-        image = TF.pad(image, padding, fill=0.0)
+            return image.contiguous(), target
+        padded = image.new_zeros(image.shape[0], self.size, self.size)
+        padded[:, :height, :width] = image
         if masks is not None:
             target = dict(target)
-            target["masks"] = TF.pad(masks, padding, fill=False)
-        return image, target
+            target["masks"] = TF.pad(masks, [0, 0, self.size - width, self.size - height], fill=False)
+        return padded, target
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"

@@ -202,7 +202,7 @@ def test_lsj_output_is_always_the_square(size):
     lsj = large_scale_jitter(output_size=64)
     for seed in range(5):
         out_image, out = lsj(image, target, gen(seed))
-        assert out_image.shape == (3, 64, 64)
+        assert out_image.shape == (3, 64, 64) and out_image.is_contiguous()
         assert out["masks"].shape == (len(out["boxes"]), 64, 64)
         assert out["boxes"].dtype == torch.float32 and out["labels"].dtype == torch.int64
         assert ((out["boxes"][:, 2:] > out["boxes"][:, :2]).all())
