@@ -24,7 +24,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 
 from bacl.data.synthetic import generate_synthetic_lvis
-from bacl.engine.build import build_classification_loss, build_dataset, build_model, build_train_loader
+from bacl.engine.build import build_classification_loss, build_model, build_train_dataset, build_train_loader
 from bacl.params import load_params
 from timing import time_method
 
@@ -116,7 +116,7 @@ def main() -> None:
             print(f"generated the default synthetic benchmark in {time.perf_counter() - tic:.1f} s")
         params = load_params(None, [f"data.root={root}", *args.overrides])
         stage = params.representation
-        dataset = build_dataset(params.data, split="train", flip_prob=stage.flip_prob, filter_empty=stage.filter_empty)
+        dataset = build_train_dataset(params.data, stage)
         loader, sampler = build_train_loader(dataset, stage=stage, solver=params.solver, seed=params.seed)
         sampler.set_epoch(0)
 

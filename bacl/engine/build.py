@@ -28,14 +28,34 @@ from ..params import (DataParams, EvaluateParams, FHMParams, LossesParams, Model
 log = logging.getLogger(__name__)
 
 
-def build_dataset(data: DataParams, *, split: str, flip_prob: float = 0.0, filter_empty: bool = False) -> LVISDetection:
-    """The train or val split named by ``data``; training adds the flip augmentation."""
+def build_dataset(data: DataParams, *, split: str, filter_empty: bool = False) -> LVISDetection:
+    """The train or val split named by ``data``, without augmentation."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     annotations = data.train_annotations if split == "train" else data.val_annotations
-    transforms = Compose([RandomHorizontalFlip(prob=flip_prob)]) if flip_prob > 0 else None
-    return LVISDetection(annotation_file=annotations, image_root=data.image_root, transforms=transforms,
-                         filter_empty=filter_empty)
+    return LVISDetection(annotation_file=annotations, image_root=data.image_root, filter_empty=filter_empty)
+
+
+def build_train_dataset(data: DataParams, stage: StageParams):
+    """The train split with ``stage``'s augmentation: flips (the model resizes to one of
+    ``min_sizes``), or large-scale jitter, with copy-paste over a second image when
+    ``lsj.copy_paste`` (the images then leave the dataset at the size the model trains at)."""
+    lsj = stage.lsj
+    if not lsj.enabled:
+        transforms = Compose([RandomHorizontalFlip(prob=stage.flip_prob)]) if stage.flip_prob > 0 else None
+        return LVISDetection(annotation_file=data.train_annotations, image_root=data.image_root,
+                             transforms=transforms, filter_empty=stage.filter_empty)
+    from ..data.copy_paste import CopyPasteDataset
+    from ..data.large_scale_jitter import large_scale_jitter
+
+    transforms = large_scale_jitter(output_size=lsj.output_size, scale_range=tuple(lsj.scale_range),
+                                    flip_prob=stage.flip_prob)
+    dataset = LVISDetection(annotation_file=data.train_annotations, image_root=data.image_root,
+                            transforms=transforms, filter_empty=stage.filter_empty, with_masks=lsj.copy_paste)
+    if not lsj.copy_paste:
+        return dataset
+    return CopyPasteDataset(dataset, max_num_pasted=lsj.max_num_pasted, bbox_occluded_thr=lsj.bbox_occluded_thr,
+                            mask_occluded_thr=lsj.mask_occluded_thr)
 
 
 def build_train_loader(dataset: LVISDetection, *, stage: StageParams, solver: SolverParams,
@@ -94,13 +114,16 @@ def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLos
     ``test``'s settings (both default to their sections' defaults)."""
     stage = stage if stage is not None else RepresentationParams()
     test = test if test is not None else EvaluateParams()
+    # With large-scale jitter the images arrive at their training size: the model's scale is then 1.
+    train_sizes = (stage.lsj.output_size,) if stage.lsj.enabled else tuple(stage.min_sizes)
+    train_max_size = max(stage.max_size, stage.lsj.output_size) if stage.lsj.enabled else stage.max_size
     detector = build_detector(
-        preset=model.preset, num_classes=num_classes, loss=loss, min_size=tuple(stage.min_sizes),
-        max_size=stage.max_size, pretrained_backbone=model.pretrained_backbone,
+        preset=model.preset, num_classes=num_classes, loss=loss, min_size=train_sizes,
+        max_size=train_max_size, pretrained_backbone=model.pretrained_backbone,
         detections_per_img=test.detections_per_img, score_thresh=test.score_thresh, nms_thresh=test.nms_thresh,
     )
     detector.transform = TrainTestSizeTransform(
-        train_sizes=tuple(stage.min_sizes), test_size=test.min_size, max_size=stage.max_size,
+        train_sizes=train_sizes, test_size=test.min_size, max_size=train_max_size,
         image_mean=detector.transform.image_mean, image_std=detector.transform.image_std,
     )
     return detector

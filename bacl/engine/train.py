@@ -28,7 +28,7 @@ import yaml
 from ..atomic_io import atomic_write
 from ..data.summary import sha256_of
 from ..params import ParamError, Params
-from .build import build_classification_loss, build_dataset, build_model, build_train_loader, training_statistics
+from .build import build_classification_loss, build_model, build_train_dataset, build_train_loader, training_statistics
 from .checkpoint import load_checkpoint, save_checkpoint
 from .curves import CURVES_DIR, TrainingCurves
 from .loop import train_one_epoch
@@ -94,8 +94,7 @@ def train(params: Params, *, stage: str = "representation", resume: bool = False
                                     auto_resume=auto_resume, runtime=runtime)
     torch.manual_seed(params.seed)
 
-    dataset = build_dataset(params.data, split="train", flip_prob=settings.flip_prob,
-                            filter_empty=settings.filter_empty)
+    dataset = build_train_dataset(params.data, settings)
     loader, sampler = build_train_loader(dataset, stage=settings, solver=solver, seed=params.seed)
     statistics = training_statistics(dataset)
     loss = build_classification_loss(settings.loss, losses=params.losses, num_classes=dataset.num_classes,

@@ -12,12 +12,12 @@ from .model import PRESETS, ModelParams
 from .render import render_params
 from .root import STAGE_NAMES, Params, StageSettings
 from .section import ParamError
-from .training import (BaselineParams, ClassifierParams, FHMParams, RepresentationParams, SolverParams,
-                       StageParams)
+from .training import (BaselineParams, ClassifierParams, FHMParams, LSJParams, RepresentationParams,
+                       SolverParams, StageParams)
 
 __all__ = [
     "DATASETS", "PRESETS", "STAGE_NAMES", "BaselineParams", "ClassifierParams", "DataParams", "EvaluateParams",
-    "FCBLOptions", "FHMParams", "LVISPaths", "LossesParams", "ModelParams", "ParamError", "Params",
+    "FCBLOptions", "FHMParams", "LSJParams", "LVISPaths", "LossesParams", "ModelParams", "ParamError", "Params",
     "RepresentationParams", "SolverParams", "StageParams", "StageSettings", "SyntheticParams", "load_params",
     "merge", "params_from_dict", "parse_overrides", "read_preset", "read_yaml", "render_params", "upgrade_layout",
 ]

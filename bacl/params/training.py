@@ -32,6 +32,28 @@ class SolverParams(Section):
     workers: Int = Field(2, ge=0, description="data-loading processes")
 
 
+class LSJParams(Section):
+    """Large-scale jitter with copy-paste (docs/augmentation.md): the reference's stage 1 on LVIS."""
+
+    enabled: Bool = Field(False, description="resize by output_size x U(scale_range), crop and pad to a square "
+                                              "(instead of min_sizes/max_size); LVIS stage 1: true")
+    output_size: Int = Field(1280, ge=1, description="side of the square the model then trains at")
+    scale_range: list[Float] = Field([0.8, 1.25], min_length=2, max_length=2, description="longer side = "
+                                                                                          "output_size x U(range)")
+    copy_paste: Bool = Field(True, description="paste objects of a second image over the first (needs masks)")
+    max_num_pasted: Int = Field(100, ge=1, description="objects pasted: fewer than this (the reference's bound)")
+    bbox_occluded_thr: Float = Field(10.0, ge=0, description="px at output_size: a covered object is kept if "
+                                                             "its box moved at most this much on every side...")
+    mask_occluded_thr: Int = Field(300, ge=0, description="...or more than this many of its pixels stay visible")
+
+    @field_validator("scale_range")
+    @classmethod
+    def _range(cls, value: list[float]) -> list[float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError(f"must be [low, high] with 0 < low <= high, got {value}")
+        return value
+
+
 class StageParams(Section):
     """What every training stage reads from its own section."""
 
@@ -47,6 +69,8 @@ class StageParams(Section):
     repeat_factor_threshold: Optional[Float] = Field(None, gt=0, le=1, description="null = off; LVIS's "
                                                                                   "repeat-factor sampling: 0.001")
     filter_empty: Bool = Field(True, description="drop training images without annotations")
+    lsj: LSJParams = Field(default_factory=LSJParams, description="large-scale jitter + copy-paste (off: the "
+                                                                  "multi-scale min_sizes above)")
 
     @field_validator("lr_steps")
     @classmethod
