@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,24 +23,13 @@ import torch
 import yaml
 
 from .conftest import use_train_counts, write_tiny_lvis
+from .pipeline_project import REPO, Project, commit, make_project, stages_run
 
 pytestmark = pytest.mark.pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 ALL_STAGES = {"download", "data", "representation", "train@classifier", "train@baseline", "evaluate@classifier",
               "evaluate@baseline", "tail_class_gains", "hallucinated_features"}
 TINY_STAGE = {"epochs": 1, "lr_steps": [1], "min_sizes": [64]}
-
-
-def project_files() -> list[str]:
-    """The files a clone would have: tracked plus new ones git does not ignore."""
-    try:
-        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                             capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("the pipeline test copies the repository's files with git")
-    return [f for f in out.stdout.decode().split("\0") if f and (REPO / f).is_file()]
 
 
 def tiny_params(tiny: dict) -> dict:
@@ -56,58 +44,14 @@ def tiny_params(tiny: dict) -> dict:
     return params
 
 
-class Project:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root, self.env = root, env
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(list(args), cwd=self.root, env=self.env, capture_output=True, text=True)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-4000:]}\n"
-                                 f"{done.stderr[-4000:]}")
-        return done
-
-    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return self.run(str(BIN / "dvc"), *args, check=check)
-
-    def mtime(self, path: str) -> int:
-        return (self.root / path).stat().st_mtime_ns
-
-
-def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w@-]+)'", output))
-
-
-def stale_stages(project) -> set[str]:
-    status = json.loads(project.dvc("status", "--json").stdout)
-    return set(status)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Project:
     base = tmp_path_factory.mktemp("pipeline")
-    root = base / "repo"
-    for name in project_files():
-        if name == "dvc.lock" or name.startswith(("metrics/", "reports/")):
-            continue  # results of the real run; this one starts from nothing
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
+    proj = make_project(base)
     tiny = write_tiny_lvis(base / "tiny", num_train=16, num_val=6, seed=5)
     use_train_counts(tiny["train"], tiny["val"])
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny), sort_keys=False))
-
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(root),
-           "OMP_NUM_THREADS": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "test",
-           "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
-           "GIT_COMMITTER_EMAIL": "test@example.com"}
-    env.pop("DVC_ROOT", None)
-    proj = Project(root, env)
-    proj.run("git", "init", "-q")
-    if not (root / ".dvc").is_dir():
-        proj.dvc("init", "-q")
-    proj.dvc("config", "--local", "core.site_cache_dir", str(base / "dvc-site-cache"))
-    proj.run("git", "add", "-A")
-    proj.run("git", "commit", "-q", "-m", "tiny study")
+    (proj.root / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny), sort_keys=False))
+    commit(proj, "tiny study")
     proj.first = proj.dvc("repro")
     return proj
 
@@ -150,8 +94,7 @@ def test_second_repro_runs_nothing(project):
 
 
 def test_classifier_ablation_reruns_only_downstream(project):
-    project.run("git", "add", "-A")
-    project.run("git", "commit", "-q", "-m", "results")
+    commit(project, "results")
     kept = {p: project.mtime(p) for p in ("runs/representation/model_final.pt", "runs/baseline/model_final.pt",
                                            "runs/baseline/eval/metrics.json", "data/checked/summary.json")}
     changed = {p: project.mtime(p) for p in ("runs/bacl/model_final.pt", "metrics/classifier.json",
@@ -184,7 +127,7 @@ def test_a_test_time_setting_reruns_evaluation_and_notebooks_only(project):
     params["evaluate"]["detections_per_img"] = 7
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        assert stale_stages(project) == {"evaluate@classifier", "evaluate@baseline"}  # their direct params
+        assert project.stale_stages() == {"evaluate@classifier", "evaluate@baseline"}  # their direct params
         done = project.dvc("repro")
         assert stages_run(done.stdout) == {"evaluate@classifier", "evaluate@baseline", "tail_class_gains",
                                            "hallucinated_features"}

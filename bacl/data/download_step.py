@@ -37,7 +37,7 @@ def download_data(data: DataParams, *, progress: bool = True) -> Path:
         log.info("%s: annotations and images already in place; nothing to download", data.dataset)
         return record
     from .download import prepare_lvis
-    from .lvis_sources import annotation_file, normalise_version
+    from .lvis_sources import OFFICIAL, annotation_file, normalise_version, read_manifest
 
     version = normalise_version(data.dataset)
     lvis_dir = data.train_annotations.parent
@@ -47,7 +47,8 @@ def download_data(data: DataParams, *, progress: bool = True) -> Path:
         if path != wanted:
             raise ParamError(f"{key}: the download step writes {wanted} for {data.dataset}, got {path}")
     settings = data.lvis.download
-    summary = prepare_lvis(version=version, lvis_dir=lvis_dir, coco_dir=data.image_root,
+    sources = read_manifest(settings.manifest) if settings.manifest else OFFICIAL
+    summary = prepare_lvis(sources=sources, version=version, lvis_dir=lvis_dir, coco_dir=data.image_root,
                            downloads_dir=settings.dir, mirror=settings.mirror, link_coco=settings.link_coco,
                            keep_archives=settings.keep_archives, timeout=settings.timeout_s,
                            retries=settings.retries, progress=progress)

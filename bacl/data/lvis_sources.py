@@ -207,3 +207,34 @@ def select(sources: Mapping[str, ArchiveSource], names: Iterable[str]) -> list[A
             raise SourceError(f"the archive manifest has no entry {name!r} (it has {sorted(sources)})")
         chosen.append(sources[name])
     return chosen
+
+
+def read_manifest(path: str, *, base: Mapping[str, ArchiveSource] = OFFICIAL) -> dict[str, ArchiveSource]:
+    """``base`` with the entries of a manifest file laid over it: a JSON object of
+    ``{file name: {url, kind, contents, size, sha256, md5}}`` (``size``, ``sha256``, ``md5``
+    optional), for a mirror that serves repackaged archives. Errors name the file and entry."""
+    import json
+    from pathlib import Path
+
+    try:
+        entries = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise SourceError(f"{path}: cannot read the archive manifest ({err})") from None
+    except ValueError as err:
+        raise SourceError(f"{path}: the archive manifest is not valid JSON ({err})") from None
+    if not isinstance(entries, dict):
+        raise SourceError(f"{path}: the archive manifest must be an object of file name -> entry")
+    out = dict(base)
+    for name, entry in entries.items():
+        if not isinstance(entry, dict):
+            raise SourceError(f"{path}: entry {name!r} must be an object")
+        try:
+            out[name] = ArchiveSource(filename=name, url=entry["url"], kind=entry["kind"],
+                                      contents=tuple(entry["contents"]), size=entry.get("size"),
+                                      sha256=entry.get("sha256"), md5=entry.get("md5"),
+                                      unpacked_ratio=float(entry.get("unpacked_ratio", 1.0)))
+        except KeyError as err:
+            raise SourceError(f"{path}: entry {name!r} lacks {err}") from None
+        except SourceError as err:
+            raise SourceError(f"{path}: {err}") from None
+    return out

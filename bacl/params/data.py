@@ -30,6 +30,8 @@ class DownloadParams(Section):
                                                    "record <dir>/<dataset>.json")
     mirror: Optional[Str] = Field(None, description="null = the official addresses; or a base URL serving the archives "
                                                     "under their official file names")
+    manifest: Optional[Str] = Field(None, description="null = the official archives; or a JSON file of archive "
+                                                      "entries laid over them (a mirror's own packages)")
     link_coco: Optional[Str] = Field(None, description="an existing folder with train2017/ and val2017/, linked "
                                                        "instead of downloading the images")
     keep_archives: Bool = Field(True, description="false deletes each archive once it is unpacked")
