@@ -144,6 +144,8 @@ def main() -> None:
     out = Path(args.out)
     names = [n for n in args.variants if n != "stage1"]
 
+    config_args = ["--config", args.config] if args.config else []
+    bacl(["data", *config_args, *set_args(args.overrides)], log_file=out / "data.log")  # generate or check it
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda s: train(out, s, "stage1", args.config, args.overrides), args.seeds))
         logging.info("stage 1 ready for seeds %s", args.seeds)
