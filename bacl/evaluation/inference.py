@@ -76,7 +76,7 @@ def detections_to_lvis(
                 "image_id": int(image_id),
                 "category_id": int(label_to_cat_id[int(label)]),
                 "bbox": [round(v, 2) for v in box],
-                "score": round(float(score), 5),
+                "score": float(score),  # full precision: rounding ties low-scoring detections
             })
     return records
 
