@@ -118,3 +118,13 @@ def test_argument_checks():
         build_backbone(name="small_fpn", norm="norm_eval")
     with pytest.raises(ValueError, match="trainable_layers"):
         build_backbone(name="resnet50_fpn", norm="frozen", trainable_layers=6)
+
+
+def test_engine_train_mode_and_freezing_keep_norm_eval_layers_in_eval():
+    from bacl.engine.freeze import freeze_except, train_mode
+
+    backbone = build_backbone(name="resnet50_fpn", norm="norm_eval")
+    train_mode(backbone)  # the representation stage: no frozen norms passed
+    assert not any(m.training for m in norm_eval_layers(backbone)) and backbone.fpn.training
+    frozen = freeze_except(backbone, [n for n, _ in backbone.fpn.named_parameters(prefix="fpn")])
+    assert {id(m) for m in frozen} == {id(m) for m in norm_eval_layers(backbone)}
