@@ -184,7 +184,7 @@ def check_detector_against_config(model: nn.Module, config: dict[str, Any], *, s
            layer.get("sampling_ratio", 0), pool.sampling_ratio)
     aligned_ours = bool(getattr(pool, "aligned", False))
     expect(bool(layer.get("aligned", True)) == aligned_ours, "roi_layer.aligned (mmcv's default: True)",
-           bool(layer.get("aligned", True)), aligned_ours, "build with roi_align_aligned=True")
+           bool(layer.get("aligned", True)), aligned_ours, "build with roi_align_aligned=True: model.roi_align_aligned")
     strides = list(extractor.get("featmap_strides", []))
     expect(strides == [4, 8, 16, 32] and len(pool.featmap_names) == 4, "bbox_roi_extractor.featmap_strides",
            strides, "P2-P5 at strides [4, 8, 16, 32]")
@@ -254,7 +254,7 @@ def _anchor_mismatches(anchor_cfg: dict[str, Any], generator: AnchorGenerator) -
     if not isinstance(generator, FixedStrideAnchorGenerator):
         return [f"{where}: the model uses torchvision's anchors (base anchors rounded to whole pixels, strides "
                 f"inferred from feature sizes: 61 px instead of 64 on P6 of an 800 px image), the checkpoint "
-                f"mmdetection's (build with anchors='mmdet')"]
+                f"mmdetection's (build with anchors='mmdet': model.anchors)"]
     problems = []
     strides = [int(s if not isinstance(s, (list, tuple)) else s[0]) for s in anchor_cfg.get("strides", [])]
     scales = list(anchor_cfg.get("scales") or [])
