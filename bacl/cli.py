@@ -1,31 +1,34 @@
-"""``bacl data | train | evaluate | predict | demo``: thin entry points over the package.
+"""``bacl download | data | train | evaluate | predict | demo | preset``: thin entry points over the package.
 
 Every command reads a params file (``--config``, default ``params.yaml`` when present)
 and accepts ``--set section.key=value`` overrides, validated with errors naming the key.
+Commands import only what they use: scoring a results file never imports torch.
+Errors on bad input (:class:`bacl.errors.BaclError`) print one line; anything else is a
+bug and raises with its traceback, and so does every error with ``-v``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-from .params import STAGES, ParamError, Params, load_params
+from .errors import BaclError
+from .params import STAGE_NAMES, ParamError, Params, load_params, merge, params_from_dict
 
 log = logging.getLogger("bacl")
 
 DEFAULT_PARAMS = "params.yaml"
+CONFIGS = Path("configs")
 
 
 def _add_params_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
-                        help=f"parameter file (default: {DEFAULT_PARAMS} if present, else built-in defaults)")
+                        help=f"parameter or preset file (default: {DEFAULT_PARAMS} if present, else built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter, e.g. --set train.epochs=2 (repeatable)")
+                        help="override one parameter, e.g. --set representation.epochs=2 (repeatable)")
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -38,34 +41,16 @@ def _params(args: argparse.Namespace) -> Params:
 # ---------------------------------------------------------------- commands
 
 
+def cmd_download(args: argparse.Namespace) -> None:
+    from .data.download_step import download_data
+
+    download_data(_params(args).data)
+
+
 def cmd_data(args: argparse.Namespace) -> None:
-    params = _params(args)
-    data = params.data
-    if data.dataset == "synthetic":
-        from .data.synthetic import generate_synthetic_lvis
+    from .data.prepare import prepare_data
 
-        syn = data.synthetic
-        stamp = Path(data.root) / "generated_with.json"
-        wanted = json.dumps(dataclasses.asdict(syn), sort_keys=True)
-        current = stamp.read_text() if stamp.exists() else None
-        if current == wanted and data.train_annotations.exists() and data.val_annotations.exists() and not args.force:
-            log.info("%s already holds the benchmark for these parameters (--force regenerates it)", data.root)
-        else:
-            tic = time.perf_counter()
-            generate_synthetic_lvis(out_dir=data.root, seed=syn.seed, num_train_images=syn.num_train_images,
-                                    num_val_images=syn.num_val_images, image_size=syn.image_size)
-            stamp.write_text(wanted)
-            log.info("synthetic benchmark written to %s in %.1f s", data.root, time.perf_counter() - tic)
-    from .data.lvis_dataset import LVISDetection
-    from .data.summary import write_data_summary
-
-    splits = {}
-    for split, ann in (("train", data.train_annotations), ("val", data.val_annotations)):
-        ds = splits[split] = LVISDetection(annotation_file=ann, image_root=data.image_root)
-        freq = list(ds.class_frequency)
-        log.info("%s: %d images, %d classes (r/c/f = %d/%d/%d) from %s", split, len(ds), ds.num_classes,
-                 freq.count("r"), freq.count("c"), freq.count("f"), ann)
-    log.info("checked; summary in %s", write_data_summary(data, splits))
+    prepare_data(_params(args).data, force=args.force)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -76,33 +61,41 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("final weights: %s", final)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .engine.evaluate import evaluate_checkpoint
+def _score_results_file(args: argparse.Namespace) -> dict:
     from .evaluation.lvis_eval import evaluate_lvis, write_metrics
+
+    if args.annotations is None:
+        params = _params(args)
+        annotations, max_dets = params.data.val_annotations, params.evaluate.detections_per_img
+    else:
+        annotations = Path(args.annotations)
+        max_dets = args.max_dets if args.max_dets is not None else _params(args).evaluate.detections_per_img
+    metrics = evaluate_lvis(annotations=annotations, detections=args.detections, max_dets=max_dets)
+    write_metrics(args.output or Path(args.detections).with_suffix(".metrics.json"), metrics)
+    return metrics
+
+
+def _evaluate_checkpoint(args: argparse.Namespace) -> dict:
+    from .evaluation.checkpoint_eval import evaluate_checkpoint
+
+    params = _params(args)
+    if args.max_dets is not None:
+        params = params_from_dict(merge(params.to_dict(), {"evaluate": {"detections_per_img": args.max_dets}}),
+                                  source="--max-dets")
+    checkpoint = Path(args.checkpoint or Path(params.representation.output_dir) / "model_final.pt")
+    output = Path(args.output or checkpoint.parent / "eval" / "metrics.json")
+    return evaluate_checkpoint(params, checkpoint, device=args.device, output=output,
+                               detections_out=output.parent / "detections.json")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation.report import format_metrics_table
 
-    if args.detections is not None:
-        if args.checkpoint is not None:
-            raise SystemExit("bacl evaluate: give either --checkpoint or --detections, not both")
-        if args.annotations is None:
-            params = _params(args)
-            annotations = params.data.val_annotations
-            max_dets = params.evaluate.max_dets
-        else:
-            annotations, max_dets = Path(args.annotations), args.max_dets
-        metrics = evaluate_lvis(annotations=annotations, detections=args.detections, max_dets=max_dets)
-        output = Path(args.output or Path(args.detections).with_suffix(".metrics.json"))
-    else:
-        params = _params(args)
-        checkpoint = Path(args.checkpoint or Path(params.train.output_dir) / "model_final.pt")
-        out_dir = Path(args.output).parent if args.output else checkpoint.parent / "eval"
-        output = Path(args.output or out_dir / "metrics.json")
-        metrics = evaluate_checkpoint(params, checkpoint, device=args.device, output=output,
-                                      detections_out=out_dir / "detections.json")
-        if not metrics:
-            return
-    if args.detections is not None:
-        write_metrics(output, metrics)
+    if args.detections is not None and args.checkpoint is not None:
+        raise ParamError("bacl evaluate: give either --checkpoint or --detections, not both")
+    metrics = _score_results_file(args) if args.detections is not None else _evaluate_checkpoint(args)
+    if not metrics:
+        return  # not the main process
     if args.summary is not None:
         from .atomic_io import atomic_write_json
         from .evaluation.report import headline_metrics
@@ -113,19 +106,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         write_per_class_csv(args.per_class, metrics)
     print(format_metrics_table(metrics, title=f"LVIS box metrics (%), max {metrics.get('max_dets')} dets/image"))
-    log.info("metrics written to %s", output)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .engine.inference import load_trained_model, predict_folder, write_json
-    from .engine.train import setup_runtime
+    from .atomic_io import atomic_write_json
+    from .engine.runtime import setup_runtime
+    from .evaluation.inference import load_trained_model, predict_folder
 
     runtime = setup_runtime(args.device)
     model, params, _ = load_trained_model(args.checkpoint, device=runtime.device)
-    names = _category_names(params)
+    names = _category_names(params.data.val_annotations)
     records = predict_folder(model, args.images, device=runtime.device, category_names=names,
                              score_threshold=args.score_threshold)
-    write_json(args.output, records)
+    atomic_write_json(args.output, records)
     log.info("%d detections on images of %s written to %s", len(records), args.images, args.output)
     if args.draw is not None:
         from .analysis.drawing import draw_predictions
@@ -134,29 +127,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
         log.info("%d annotated images written to %s", written, args.draw)
 
 
-def _category_names(params: Params) -> list[str]:
+def _category_names(annotations: Path) -> list[str]:
     import json
 
-    path = params.data.val_annotations
     try:
-        cats = json.loads(Path(path).read_text())["categories"]
+        cats = json.loads(Path(annotations).read_text())["categories"]
     except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"{path}: cannot read category names ({err})") from None
+        raise ParamError(f"{annotations}: cannot read category names ({err})") from None
     return [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate the benchmark, train stage 1 (representation, BCE), evaluate it and print the table.
     The whole study (BACL against the baseline, notebooks) is the DVC pipeline: ``dvc repro``."""
-    from .engine.evaluate import evaluate_checkpoint
+    from .data.prepare import prepare_data
+    from .engine.train import train
+    from .evaluation.checkpoint_eval import evaluate_checkpoint
     from .evaluation.report import format_metrics_table
 
     tic = time.perf_counter()
-    args.force = False
-    cmd_data(args)
     params = _params(args)
-    from .engine.train import train
-
+    prepare_data(params.data, force=False)
     final = train(params, resume=True, device=args.device)
     out_dir = final.parent / "eval"
     metrics = evaluate_checkpoint(params, final, device=args.device, output=out_dir / "metrics.json",
@@ -166,41 +157,69 @@ def cmd_demo(args: argparse.Namespace) -> None:
     log.info("demo finished in %.1f min; metrics in %s", (time.perf_counter() - tic) / 60, out_dir / "metrics.json")
 
 
+def cmd_preset(args: argparse.Namespace) -> None:
+    from .atomic_io import atomic_write
+    from .params import render_params
+
+    if args.name == "synthetic":
+        params, source = load_params(None, args.overrides), "synthetic"
+    else:
+        path = Path(args.name)
+        if not path.is_file():
+            path = CONFIGS / f"{args.name}.yaml"
+        if not path.is_file():
+            known = ["synthetic"] + sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+            raise ParamError(f"preset {args.name!r}: no file {path}; presets here: {known}")
+        params, source = load_params(path, args.overrides), path.stem
+    text = render_params(params, preset=source).encode()
+    if args.output == "-":
+        sys.stdout.write(text.decode())
+        return
+    atomic_write(args.output, lambda handle: handle.write(text))
+    log.info("%s written from preset %s; `dvc repro` runs the pipeline on it", args.output, source)
+
+
 # ---------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bacl", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks for every error")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="fetch LVIS annotations and COCO 2017 images (resumable, verified); "
+                                        "nothing for the synthetic benchmark")
+    _add_params_args(p)
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("data", help="generate the synthetic benchmark or check the LVIS files")
     _add_params_args(p)
     p.add_argument("--force", action="store_true", help="regenerate the synthetic benchmark even if present")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train a detector (single process, or under torchrun for DDP)")
+    p = sub.add_parser("train", help="train a stage (single process, or under torchrun for DDP)")
     _add_params_args(p)
-    p.add_argument("--stage", choices=STAGES, default="representation",
-                   help="representation (stage 1, settings under train:), classifier (stage 2, settings under "
-                        "classifier:, starts from stage 1's model_final.pt) or baseline (stage 1 continued, "
-                        "settings under baseline:, starts from the same weights); default: representation")
+    p.add_argument("--stage", choices=STAGE_NAMES, default="representation",
+                   help="representation (stage 1), classifier (stage 2 of BACL, from stage 1's weights) or "
+                        "baseline (what stage 2 is compared with); settings in the section of that name")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument("--resume", action="store_true",
-                        help="continue from <output_dir>/checkpoints/last.pt of the stage")
+                        help="continue <output_dir>/checkpoints/last.pt of the same run (refuses another run's)")
     resume.add_argument("--auto-resume", action="store_true",
-                        help="continue last.pt only if it is an unfinished run of the same parameters (epochs "
-                             "may grow), else start afresh; how the DVC pipeline trains")
+                        help="continue last.pt only if it is an unfinished run of the same settings (epochs may "
+                             "grow), else start afresh; how the DVC pipeline trains")
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="LVIS box AP of a checkpoint, or of any LVIS-format results file")
     _add_params_args(p)
-    p.add_argument("--checkpoint", default=None, help="weights to evaluate (default: <train.output_dir>/model_final.pt)")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights to evaluate (default: <representation.output_dir>/model_final.pt)")
     p.add_argument("--annotations", default=None, help="LVIS-format ground truth (with --detections)")
     p.add_argument("--detections", default=None,
                    help="LVIS results json: a list of {image_id, category_id, bbox [x,y,w,h], score}")
-    p.add_argument("--max-dets", type=int, default=300, help="detections per image kept (LVIS: 300)")
+    p.add_argument("--max-dets", type=int, default=None,
+                   help="detections per image kept (default: evaluate.detections_per_img)")
     p.add_argument("--output", default=None, help="where to write the metrics json")
     p.add_argument("--summary", default=None, metavar="JSON",
                    help="also write the headline numbers alone (AP, APr, ...) here, e.g. for dvc metrics")
@@ -218,26 +237,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("demo", help="the main job: generate the synthetic benchmark, train, evaluate, print")
+    p = sub.add_parser("demo", help="generate the synthetic benchmark, train stage 1, evaluate, print")
     _add_params_args(p)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("preset", help="write params.yaml from a preset (synthetic, or a file of configs/)")
+    p.add_argument("name", help="synthetic, a name in configs/ (e.g. lvis_v1_r50_fpn) or a preset file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter on top of the preset (repeatable)")
+    p.add_argument("--output", default=DEFAULT_PARAMS, help=f"where to write (default {DEFAULT_PARAMS}; - for stdout)")
+    p.set_defaults(func=cmd_preset)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .engine.checkpoint import CheckpointError  # imports torch: after parsing, so --help stays quick
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         args.func(args)
-    except ParamError as err:
-        print(f"bacl {args.command}: parameter error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError, CheckpointError) as err:
-        print(f"bacl {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    except BaclError as err:
+        if args.verbose:
+            raise
+        kind = "parameter error" if isinstance(err, ParamError) else "error"
+        print(f"bacl {args.command}: {kind}: {err}", file=sys.stderr)
+        return 2 if isinstance(err, ParamError) else 1
     return 0
 
 

@@ -35,7 +35,7 @@ from bacl.data.synthetic import generate_synthetic_lvis
 from bacl.engine.build import build_hallucinator, build_model
 from bacl.engine.freeze import freeze_except, train_mode
 from bacl.losses import build_loss
-from bacl.models.detector import classifier_stage_parameters
+from bacl.engine.stages import CLASSIFIER_STAGE_TRAINABLE
 from bacl.params import FHMParams, ModelParams
 from timing import time_method
 
@@ -72,7 +72,8 @@ def build_stage2_model(stage1_weights: dict, *, num_classes: int, with_bacl: boo
         "bce", num_classes=num_classes)
     model = build_model(ModelParams(), num_classes=num_classes, loss=loss)
     model.load_state_dict(stage1_weights, strict=False)  # the loss's statistics start at zero
-    frozen_norms = freeze_except(model, classifier_stage_parameters(model))
+    frozen_norms = freeze_except(model, [n for n, _ in model.named_parameters()
+                                         if n.startswith(CLASSIFIER_STAGE_TRAINABLE)])
     if with_bacl:
         model.roi_heads.hallucinator = build_hallucinator(
             fhm, num_classes=num_classes, feat_dim=model.roi_heads.box_predictor.cls_score.in_features,

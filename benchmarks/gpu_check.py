@@ -53,9 +53,10 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from bacl.engine.build import build_hallucinator
 from bacl.engine.freeze import freeze_except, train_mode
-from bacl.engine.inference import detections_to_lvis
+from bacl.engine.stages import CLASSIFIER_STAGE_TRAINABLE
+from bacl.evaluation.inference import detections_to_lvis
 from bacl.losses import build_loss
-from bacl.models.detector import PRESETS, REFERENCE_SETTINGS, build_detector, classifier_stage_parameters
+from bacl.models.detector import PRESETS, REFERENCE_SETTINGS, build_detector
 from bacl.params import FHMParams
 
 # COCO-like original image sizes (height, width), cycled through.
@@ -350,7 +351,8 @@ def main(argv=None) -> int:
 
     bacl = build_ours(args, "fcbl", device)
     bacl.load_state_dict({k: v for k, v in weights.items()}, strict=False)  # FCBL's statistics start at zero
-    frozen_norms = freeze_except(bacl, classifier_stage_parameters(bacl))
+    frozen_norms = freeze_except(bacl, [n for n, _ in bacl.named_parameters()
+                                        if n.startswith(CLASSIFIER_STAGE_TRAINABLE)])
     loss = bacl.roi_heads.classification_loss
     bacl.roi_heads.hallucinator = build_hallucinator(
         FHMParams(), num_classes=args.classes, feat_dim=bacl.roi_heads.box_predictor.cls_score.in_features,

@@ -24,7 +24,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 
 from bacl.data.synthetic import generate_synthetic_lvis
-from bacl.engine.build import build_classification_loss, build_dataset, build_model, build_train_loader
+from bacl.engine.build import build_classification_loss, build_model, build_train_dataset, build_train_loader
 from bacl.params import load_params
 from timing import time_method
 
@@ -115,16 +115,16 @@ def main() -> None:
                                     num_val_images=syn.num_val_images, image_size=syn.image_size)
             print(f"generated the default synthetic benchmark in {time.perf_counter() - tic:.1f} s")
         params = load_params(None, [f"data.root={root}", *args.overrides])
-        dataset = build_dataset(params.data, split="train", flip_prob=params.train.flip_prob,
-                                filter_empty=params.train.filter_empty)
-        loader, sampler = build_train_loader(dataset, params.train)
+        stage = params.representation
+        dataset = build_train_dataset(params.data, stage)
+        loader, sampler = build_train_loader(dataset, stage=stage, solver=params.solver, seed=params.seed)
         sampler.set_epoch(0)
 
         models = {}
         for name in NAMES:
             torch.manual_seed(0)
-            loss = build_classification_loss(params.train, num_classes=dataset.num_classes)
-            models[name] = build_model(params.model, num_classes=dataset.num_classes, loss=loss)
+            loss = build_classification_loss(stage.loss, losses=params.losses, num_classes=dataset.num_classes)
+            models[name] = build_model(params.model, num_classes=dataset.num_classes, loss=loss, stage=stage)
             if name.startswith("torchvision"):
                 stock_roi_heads(models[name], dataset.num_classes)
         # Alternate A B B A so that a transient load or warm-up hits both; keep each one's best round.
@@ -135,8 +135,8 @@ def main() -> None:
                 results[name] = r
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {args.threads} threads, {params.train.workers} loader workers, "
-          f"batch {params.train.batch_size}, {params.data.synthetic.image_size} px")
+          f"torch {torch.__version__}, {args.threads} threads, {params.solver.workers} loader workers, "
+          f"batch {params.solver.batch_size}, {params.data.synthetic.image_size} px")
     for name, r in results.items():
         print(f"{name:42s} {r['images_per_s']:6.1f} images/s  {r['step_ms']:7.1f} ms/step  "
               f"data wait {100 * r['data_share']:4.1f}%  target assignment {100 * r['assign_share']:4.1f}%")

@@ -1,12 +1,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bacl.cli import build_parser, main
 
-COMMANDS = ["data", "train", "evaluate", "predict", "demo"]
+COMMANDS = ["data", "train", "evaluate", "predict", "demo", "preset"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -24,8 +25,61 @@ def test_module_entry_point_runs():
 
 def test_parameter_error_exits_2_and_names_the_key(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--set", "train.epochs=0"]) == 2
-    assert "train.epochs: must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--set", "representation.epochs=0"]) == 2
+    assert "representation.epochs: must be >= 1" in capsys.readouterr().err
+
+
+def test_verbose_shows_the_traceback_of_a_project_error(tmp_path, monkeypatch):
+    from bacl.params import ParamError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamError, match="representation.epochs"):
+        main(["-v", "train", "--set", "representation.epochs=0"])
+
+
+def test_a_bug_is_not_swallowed(monkeypatch, tmp_path):
+    """Only the project's error types become one line; anything else raises with its traceback."""
+    import bacl.data.prepare
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(bacl.data.prepare, "prepare_data", broken)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["data"])
+
+
+def test_scoring_a_results_file_imports_no_torch(tiny_lvis, tmp_path):
+    gt = json.loads(tiny_lvis["val"].read_text())
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.5}
+            for a in gt["annotations"]]
+    det_path = tmp_path / "results.json"
+    det_path.write_text(json.dumps(dets))
+    code = ("import sys; from bacl.cli import main; "
+            f"code = main(['evaluate', '--annotations', {str(tiny_lvis['val'])!r}, '--detections', {str(det_path)!r}, "
+            f"'--summary', {str(tmp_path / 's.json')!r}, '--per-class', {str(tmp_path / 'c.csv')!r}]); "
+            "assert code == 0; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_preset_writes_a_params_file_that_loads_back(tmp_path, monkeypatch):
+    from bacl.params import load_params
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    out = tmp_path / "params.yaml"
+    assert main(["preset", "lvis_v1_r50_fpn", "--output", str(out), "--set", "seed=3"]) == 0
+    params = load_params(out)
+    assert params == load_params(root / "configs" / "lvis_v1_r50_fpn.yaml", ["seed=3"])
+    assert "Written by `bacl preset lvis_v1_r50_fpn`" in out.read_text()
+
+
+def test_an_unknown_preset_lists_the_known_ones(capsys, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert main(["preset", "lvis_v2", "--output", "-"]) == 2
+    assert "presets here: ['synthetic', 'lvis_v0.5_r101_fpn'" in capsys.readouterr().err
 
 
 def test_evaluate_a_results_file(tiny_lvis, tmp_path, capsys):
@@ -70,9 +124,10 @@ def test_evaluate_names_a_malformed_results_file(tiny_lvis, tmp_path, capsys):
 
 def test_train_evaluate_predict_end_to_end(tiny_lvis, tmp_path, capsys):
     root, run = tiny_lvis["root"], tmp_path / "run"
-    common = ["--set", f"data.root={root}", "--set", f"train.output_dir={run}", "--set", "train.epochs=1",
-              "--set", "model.min_size_train=[64]", "--set", "model.min_size_test=64",
-              "--set", "train.workers=0", "--set", "evaluate.workers=0", "--set", "train.batch_size=4"]
+    common = ["--set", f"data.root={root}", "--set", f"representation.output_dir={run}",
+              "--set", "representation.epochs=1", "--set", "representation.min_sizes=[64]",
+              "--set", "evaluate.min_size=64", "--set", "solver.workers=0", "--set", "evaluate.workers=0",
+              "--set", "solver.batch_size=4"]
     assert main(["train", *common]) == 0
     assert main(["evaluate", *common]) == 0
     metrics = json.loads((run / "eval" / "metrics.json").read_text())

@@ -1,3 +1,4 @@
 """What the notebooks compute, importable and tested: drawing, galleries, per-class AP
-gains (:mod:`.tail_gains`), confusion between frequency bins (:mod:`.confusion`), FHM's
-statistics and embeddings (:mod:`.hallucination`)."""
+gains (:mod:`.tail_gains`), confusion between frequency bins (:mod:`.confusion`), a
+stage's FCBL and FHM rebuilt from its checkpoint (:mod:`.trained_stage`) and what FHM
+learned and drew (:mod:`.hallucination`)."""

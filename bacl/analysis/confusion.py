@@ -3,8 +3,8 @@
 Two sources, compared through the same bin-level view (:func:`bin_flow`):
 
 - the *training* confusion matrix FCBL keeps (``cm[a, b]``: mean foreground-softmax
-  probability of class ``b`` on positive RoIs of class ``a``), saved in a classifier-stage
-  checkpoint as ``roi_heads.classification_loss.cm_num`` / ``num_gt``;
+  probability of class ``b`` on positive RoIs of class ``a``), read through FCBL itself
+  from a classifier-stage checkpoint (:mod:`.trained_stage`);
 - a *detection* confusion on the validation split that any run has
   (:func:`detection_confusion`): each ground-truth box goes to the class of the
   best-scored detection overlapping it, or to "missed".
@@ -20,30 +20,29 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..engine.checkpoint import load_checkpoint
+from .errors import AnalysisInputError, MissingStatisticsError
+from .trained_stage import LOSS_PREFIX, fcbl_from_weights, load_trained_stage
 
-CM_NUM_KEY = "roi_heads.classification_loss.cm_num"
-NUM_GT_KEY = "roi_heads.classification_loss.num_gt"
 BINS = ("r", "c", "f")
 
 
-def training_confusion(model_state: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """FCBL's statistics from a model ``state_dict``: ``(cm (C, C), num_gt (C,))`` float64,
-    ``cm`` row-normalised (a row of zeros for a class never seen)."""
-    if CM_NUM_KEY not in model_state or NUM_GT_KEY not in model_state:
-        raise KeyError(f"no FCBL statistics ({CM_NUM_KEY}) in these weights: the run did not train with loss fcbl")
-    cm_num = np.asarray(model_state[CM_NUM_KEY].double().cpu().numpy())
-    num_gt = np.asarray(model_state[NUM_GT_KEY].double().cpu().numpy())
-    return cm_num / np.maximum(num_gt, 1.0)[:, None], num_gt
+def training_confusion(model_state: Mapping[str, Any], *, source: str = "weights") -> tuple[np.ndarray, np.ndarray]:
+    """FCBL's statistics in a model ``state_dict``, as FCBL itself normalises them:
+    ``(cm (C, C), num_gt (C,))`` float64 (:attr:`bacl.losses.fcbl.FCBL.cm`; a row of zeros
+    for a class never seen). Raises :class:`~.errors.MissingStatisticsError` when the
+    weights hold no FCBL statistics."""
+    fcbl = fcbl_from_weights(model_state, {}, source=source)  # cm does not depend on the settings
+    if fcbl is None:
+        raise MissingStatisticsError(f"{source}: no FCBL statistics ({LOSS_PREFIX}cm_num): "
+                                     "the run did not train with loss fcbl")
+    return fcbl.cm.numpy(), fcbl.num_gt.numpy()
 
 
 def load_training_confusion(checkpoint: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`training_confusion` of a checkpoint file (``model_final.pt`` or ``last.pt``)."""
-    state = load_checkpoint(checkpoint)
-    try:
-        return training_confusion(state["model"])
-    except KeyError as err:
-        raise KeyError(f"{checkpoint}: {err.args[0]}") from None
+    """:func:`training_confusion` of a checkpoint file (``model_final.pt`` or ``last.pt``);
+    errors name the file."""
+    fcbl = load_trained_stage(checkpoint).require_fcbl()
+    return fcbl.cm.numpy(), fcbl.num_gt.numpy()
 
 
 def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,7 +90,7 @@ def detection_confusion(annotations: Mapping[str, Any], detections: Sequence[Map
             continue
         unknown = {int(d["category_id"]) for d in dets} - index.keys()
         if unknown:
-            raise ValueError(f"detections on image {image_id} have unknown category ids {sorted(unknown)[:5]}")
+            raise AnalysisInputError(f"detections on image {image_id} have unknown category ids {sorted(unknown)[:5]}")
         gt_boxes = np.array([g["bbox"] for g in gts], dtype=np.float64)
         det_boxes = np.array([d["bbox"] for d in dets], dtype=np.float64)
         scores = np.array([float(d["score"]) for d in dets])
@@ -150,17 +149,43 @@ def head_tail_mass(flow: np.ndarray) -> dict[str, float]:
             "rare->rare": float(flow[r, r])}
 
 
+def confused_pair_indices(rates: np.ndarray, num_classes: int, k: int) -> list[tuple[int, int, float]]:
+    """The ``k`` largest positive off-diagonal entries of ``rates (C, C)`` or ``(C, C + 1)``
+    among the foreground columns: ``(true, predicted, rate)`` with class indices, largest
+    first, ties in row-major order."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    rates = np.asarray(rates, dtype=np.float64)
+    if rates.ndim != 2 or rates.shape[0] != num_classes or rates.shape[1] not in (num_classes, num_classes + 1):
+        raise ValueError(f"rates must be ({num_classes}, {num_classes}) or ({num_classes}, {num_classes + 1}), "
+                         f"got {rates.shape}")
+    fg = rates[:, :num_classes].copy()
+    np.fill_diagonal(fg, -np.inf)
+    flat = fg.ravel()
+    candidates = np.flatnonzero(flat > 0)  # row-major order
+    values = flat[candidates]
+    if 0 < k < values.size:  # linear-time cut at the k-th largest value; entries equal to it all stay
+        keep = values >= np.partition(values, values.size - k)[values.size - k]
+        candidates, values = candidates[keep], values[keep]
+    # a stable sort keeps row-major order among equal rates
+    order = candidates[np.argsort(-values, kind="stable")][:k]
+    return [(int(i) // num_classes, int(i) % num_classes, float(flat[i])) for i in order]
+
+
 def most_confused_pairs(rates: np.ndarray, names: Sequence[str], k: int = 10) -> list[dict[str, Any]]:
     """The ``k`` largest off-diagonal entries among the foreground columns:
-    ``{true, predicted, rate}``, largest first."""
-    num_classes = len(names)
-    fg = np.array(rates, dtype=np.float64)[:, :num_classes].copy()
-    np.fill_diagonal(fg, -np.inf)
-    order = np.argsort(-fg, axis=None, kind="stable")[: max(k, 0)]
-    pairs = []
-    for flat in order:
-        a, b = divmod(int(flat), num_classes)
-        if not fg[a, b] > 0:
-            break
-        pairs.append({"true": names[a], "predicted": names[b], "rate": float(fg[a, b])})
-    return pairs
+    ``{true, predicted, rate}`` with class names, largest first."""
+    return [{"true": names[a], "predicted": names[b], "rate": rate}
+            for a, b, rate in confused_pair_indices(rates, len(names), max(k, 0))]
+
+
+def confused_classes(rates: np.ndarray, *, num_pairs: int = 30) -> list[int]:
+    """The classes (indices) of the ``num_pairs`` most confused pairs of ``rates (C, C)`` or
+    ``(C, C + 1)`` (:func:`confused_pair_indices`), in order of first appearance: a
+    bounded set of rows and columns (at most ``2 * num_pairs``) for a per-class figure."""
+    return pair_classes(confused_pair_indices(rates, np.shape(rates)[0], num_pairs))
+
+
+def pair_classes(pairs: Sequence[tuple[int, int, float]]) -> list[int]:
+    """The classes of :func:`confused_pair_indices` pairs, in order of first appearance."""
+    return list(dict.fromkeys(c for a, b, _ in pairs for c in (a, b)))

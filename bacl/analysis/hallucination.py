@@ -1,117 +1,77 @@
-"""What FHM learned and drew: per-class embedding statistics, sampling probabilities,
-FCBL's margins, and real against hallucinated embeddings in a 2-D projection.
+"""What FHM learned and drew: per-class embedding statistics, draw probabilities, FCBL's
+margins, and real against hallucinated embeddings in a 2-D projection.
 
-A classifier-stage checkpoint (``model_final.pt`` or ``checkpoints/last.pt`` of the BACL
-run) holds everything: FHM's running moments as ``roi_heads.hallucinator.mean``/``var``
-``(C, D)`` and ``seen (C,)``, FCBL's confusion statistics, and the parameters (alpha).
-Inference drops FHM's buffers when it loads a model; this module reads them directly.
-Classes are indexed ``0..C-1`` in category-id order throughout.
+Everything about the method comes from the method's own modules, rebuilt from the
+classifier stage's checkpoint by :func:`.trained_stage.load_trained_stage`: FCBL's
+``class_accuracy`` and ``margins``, FHM's ``draw_probabilities`` (what ``sample`` draws
+classes by) and ``draw`` (its Gaussian draw). This module chooses what to show and
+projects it. Inference drops FHM's buffers when it loads a model; the checkpoint keeps
+them. Classes are indexed ``0..C-1`` in category-id order throughout.
+
+Figures with a row or column per class show a bounded set of classes (the most confused
+pairs' classes, the rarest classes drawn most), so they stay readable at LVIS's 1,203.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 
-from ..engine.checkpoint import load_checkpoint
 from ..losses.fcbl import FCBL
-from .confusion import CM_NUM_KEY, NUM_GT_KEY
-
-FHM_PREFIX = "roi_heads.hallucinator."
-
-
-@dataclass(frozen=True)
-class StageStatistics:
-    """FHM's and FCBL's statistics at the end of a classifier stage (float64 tensors).
-
-    A run trained without FHM (``classifier.fhm.enabled: false``) has no FHM statistics
-    (``mean``, ``var`` and ``seen`` are ``None``); one trained with another loss than FCBL
-    has no confusion statistics either (``cm_num`` and ``num_gt`` are ``None``).
-    """
-
-    mean: Optional[torch.Tensor]    # (C, D) running class means of the classification embedding
-    var: Optional[torch.Tensor]     # (C, D) running per-dimension variances
-    seen: Optional[torch.Tensor]    # (C,) bool: classes FHM has statistics for
-    cm_num: Optional[torch.Tensor]  # (C, C) FCBL's summed foreground probabilities
-    num_gt: Optional[torch.Tensor]  # (C,) positive RoIs per class
-    alpha: float                    # FCBL's margin scale in that run
-    num_classes: int
-
-    @property
-    def has_fhm(self) -> bool:
-        return self.mean is not None
-
-    @property
-    def has_fcbl(self) -> bool:
-        return self.cm_num is not None
-
-    @property
-    def accuracy(self) -> torch.Tensor:
-        """``(C,)`` FCBL's per-class accuracy (0 for a class never seen), what FHM draws by."""
-        if not self.has_fcbl:
-            raise KeyError("this run kept no FCBL statistics (its loss was not fcbl)")
-        return class_accuracy(self.cm_num, self.num_gt)
+from ..models.feature_hallucination import FeatureHallucination
+from .confusion import confused_pair_indices, pair_classes
 
 
-def load_stage_statistics(checkpoint: str | Path) -> StageStatistics:
-    """Read FHM's and FCBL's statistics from a classifier-stage checkpoint; either may be
-    absent (see :class:`StageStatistics`)."""
-    state = load_checkpoint(checkpoint)
-    weights = state["model"]
-    stage = state.get("stage", "classifier")
-    params = state.get("params", {})
-    fhm_keys = [FHM_PREFIX + "mean", FHM_PREFIX + "var", FHM_PREFIX + "seen"]
-    has_fhm = all(k in weights for k in fhm_keys)
-    has_fcbl = CM_NUM_KEY in weights and NUM_GT_KEY in weights
-    cls_key = next((k for k in weights if k.endswith("cls_score.weight")), None)
-    if cls_key is None:
-        raise KeyError(f"{checkpoint}: no classification layer (cls_score) in the weights")
-    alpha = float(params.get(stage, {}).get("fcbl", {}).get("alpha", 0.0)) if has_fcbl else 0.0
-    return StageStatistics(
-        mean=weights[FHM_PREFIX + "mean"].double() if has_fhm else None,
-        var=weights[FHM_PREFIX + "var"].double() if has_fhm else None,
-        seen=weights[FHM_PREFIX + "seen"].bool() if has_fhm else None,
-        cm_num=weights[CM_NUM_KEY].double() if has_fcbl else None,
-        num_gt=weights[NUM_GT_KEY].double() if has_fcbl else None,
-        alpha=alpha, num_classes=int(weights[cls_key].shape[0]) - 1,
-    )
+def draw_probabilities(fcbl: FCBL, fhm: FeatureHallucination) -> torch.Tensor:
+    """``(C,)`` float64: the probability that one of FHM's class draws picks each class,
+    given FCBL's current per-class accuracy (FHM's own :meth:`draw_probabilities`)."""
+    return fhm.draw_probabilities(fcbl.class_accuracy)
 
 
-def class_accuracy(cm_num: torch.Tensor, num_gt: torch.Tensor) -> torch.Tensor:
-    """``(C,)``: the confusion matrix's diagonal, as :attr:`bacl.losses.fcbl.FCBL.class_accuracy`."""
-    return torch.diagonal(cm_num.double()) / num_gt.double().clamp(min=1.0)
+def top_classes(values: torch.Tensor, k: int) -> list[int]:
+    """Indices of the ``k`` largest ``values (C,)``, largest first, ties by index."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    order = torch.argsort(-values.double(), stable=True)[:k]
+    return [int(c) for c in order.tolist()]
 
 
-def sampling_probability(accuracy: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """``(C,)`` probability that one FHM draw picks each class: ``∝ 1 - accuracy`` over the
-    classes seen (FHM's rule); all zeros when no seen class has accuracy below 1."""
-    weights = (1.0 - accuracy.double()).clamp(min=0) * seen.double()
-    total = weights.sum()
-    return weights / total if total > 0 else weights
+def rarest_first(classes: Sequence[int], image_count: Sequence[int]) -> list[int]:
+    """``classes`` ordered by training images (fewest first), ties by index."""
+    return sorted((int(c) for c in classes), key=lambda c: (int(image_count[c]), c))
 
 
-def margin_matrix(cm_num: torch.Tensor, num_gt: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``(C, C)``: FCBL's margin added to logit ``j`` of a RoI of class ``y``,
-    ``alpha * log(max(cm[y, j], 1e-3) / max(cm[j, y], 1e-3))`` (computed by FCBL itself)."""
-    num_classes = int(num_gt.numel())
-    fcbl = FCBL(num_classes=num_classes, alpha=alpha)
-    fcbl.cm_num.copy_(cm_num.double())
-    fcbl.num_gt.copy_(num_gt.double())
-    return fcbl.margins(torch.arange(num_classes))[:, :num_classes]
+def margin_classes(fcbl: FCBL, image_count: Sequence[int], *, num_pairs: int = 30) -> tuple[list[int], int]:
+    """The rows and columns of the margin figure: the classes of the ``num_pairs`` most
+    confused pairs of FCBL's training confusion matrix (largest off-diagonal ``cm[y, j]``),
+    rarest first, and how many pairs there were (fewer than ``num_pairs`` when fewer
+    entries are positive). At most ``2 * num_pairs`` classes, whatever ``C``."""
+    cm = fcbl.cm.numpy()
+    pairs = confused_pair_indices(cm, cm.shape[0], num_pairs)
+    return rarest_first(pair_classes(pairs), image_count), len(pairs)
+
+
+def margin_submatrix(fcbl: FCBL, classes: Sequence[int]) -> torch.Tensor:
+    """``(K, K)`` float64 for ``K = len(classes)``: FCBL's margin (:meth:`FCBL.margins`) added
+    to logit ``classes[j]`` of a RoI of class ``classes[i]``,
+    ``alpha * log(max(cm[y, j], 1e-3) / max(cm[j, y], 1e-3))``. Only these ``K`` rows are
+    computed (``K x C``), never the ``C x C`` matrix."""
+    index = torch.as_tensor([int(c) for c in classes], dtype=torch.long)
+    if index.numel() == 0:
+        return torch.zeros(0, 0, dtype=torch.float64)
+    return fcbl.margins(index)[:, index]
 
 
 def per_class_variance(var: torch.Tensor) -> torch.Tensor:
-    """``(C,)`` mean per-dimension variance of each class's embeddings."""
+    """``(C,)`` mean per-dimension variance of each class's embeddings (``var (C, D)``)."""
     return var.double().mean(dim=1)
 
 
 def nearest_classes(mean: torch.Tensor, query: int, candidates: Sequence[int], k: int = 3) -> list[int]:
-    """The ``k`` classes of ``candidates`` whose mean embedding is closest (Euclidean) to
-    class ``query``'s, closest first (``query`` itself excluded)."""
+    """The ``k`` classes of ``candidates`` whose mean embedding (``mean (C, D)``) is closest
+    (Euclidean) to class ``query``'s, closest first (``query`` itself excluded)."""
     pool = [int(c) for c in candidates if int(c) != int(query)]
     if not pool or k <= 0:
         return []
@@ -123,19 +83,37 @@ def nearest_classes(mean: torch.Tensor, query: int, candidates: Sequence[int], k
 def choose_classes(priority: torch.Tensor, frequency: Sequence[str], seen: torch.Tensor, *, bin: str = "r",
                    num: int = 3) -> list[int]:
     """Up to ``num`` classes of frequency bin ``bin`` that FHM has seen, highest ``priority``
-    (e.g. :func:`sampling_probability`) first, ties by index."""
+    (e.g. :func:`draw_probabilities`) first, ties by index."""
     candidates = [c for c, f in enumerate(frequency) if f == bin and bool(seen[c])]
     return sorted(candidates, key=lambda c: (-float(priority[c]), c))[: max(num, 0)]
 
 
-def hallucinate(mean: torch.Tensor, var: torch.Tensor, classes: Sequence[int], num_per_class: int, *,
+def pca_classes(fhm: FeatureHallucination, priority: torch.Tensor, frequency: Sequence[str], *, num_rare: int = 3,
+                num_neighbours: int = 2) -> list[int]:
+    """The classes of the real-against-hallucinated projection: the ``num_rare`` rare classes
+    FHM has seen with the highest ``priority`` (its draw probability), each followed by its
+    ``num_neighbours`` nearest frequent classes (by FHM's class means), without repeats.
+    At most ``num_rare * (1 + num_neighbours)`` classes, whatever ``C``."""
+    frequent = [k for k, f in enumerate(frequency) if f == "f" and bool(fhm.seen[k])]
+    chosen: list[int] = []
+    for rare in choose_classes(priority, frequency, fhm.seen, bin="r", num=num_rare):
+        for k in [rare, *nearest_classes(fhm.mean, rare, frequent, k=num_neighbours)]:
+            if k not in chosen:
+                chosen.append(k)
+    return chosen
+
+
+def hallucinate(fhm: FeatureHallucination, classes: Sequence[int], num_per_class: int, *,
                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw as FHM does, ``mean + sqrt(var) * N(0, 1)``, ``num_per_class`` embeddings for each
-    of ``classes``: ``(embeddings (K, D), labels (K,))`` with ``K = len(classes) * num_per_class``."""
+    """FHM's own draw (:meth:`FeatureHallucination.draw`) of ``num_per_class`` embeddings for
+    each of ``classes``, with noise from a generator seeded by ``seed`` (FHM's own generator
+    is left as it is): ``(embeddings (K, D) float64, labels (K,))``, ``K = len(classes) *
+    num_per_class``, class-major."""
+    if num_per_class < 0:
+        raise ValueError(f"num_per_class must be >= 0, got {num_per_class}")
     labels = torch.tensor([int(c) for c in classes], dtype=torch.long).repeat_interleave(int(num_per_class))
     generator = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn(labels.numel(), mean.shape[1], generator=generator, dtype=torch.float64)
-    return mean.double()[labels] + var.double()[labels].clamp(min=0).sqrt() * noise, labels
+    return fhm.draw(labels, generator=generator).double().cpu(), labels
 
 
 @torch.no_grad()

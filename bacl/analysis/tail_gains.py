@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..atomic_io import atomic_write
+from ..errors import MissingFileError
+from .errors import AnalysisInputError
 
 FREQUENCY_BINS = ("r", "c", "f")
 BIN_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
@@ -32,11 +34,11 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
     try:
         metrics = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no metrics file; run bacl evaluate first") from None
+        raise MissingFileError(f"{path}: no metrics file; run bacl evaluate first") from None
     except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise AnalysisInputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(metrics, dict) or not isinstance(metrics.get("per_class"), list):
-        raise ValueError(f"{path}: not a metrics file of bacl evaluate (no per_class list)")
+        raise AnalysisInputError(f"{path}: not a metrics file of bacl evaluate (no per_class list)")
     return metrics
 
 
@@ -127,8 +129,8 @@ def ap_changes(baseline: Mapping[str, Any], method: Mapping[str, Any]) -> list[d
     ids_a = {int(r["category_id"]) for r in baseline["per_class"]}
     ids_b = {int(r["category_id"]) for r in method["per_class"]}
     if ids_a != ids_b:
-        raise ValueError(f"the two metrics have different categories ({len(ids_a ^ ids_b)} differ): "
-                         "were they evaluated on the same annotations?")
+        raise AnalysisInputError(f"the two metrics have different categories ({len(ids_a ^ ids_b)} differ): "
+                                 "were they evaluated on the same annotations?")
     rows = []
     for cat_id in sorted(base.keys() & new.keys()):
         a, b = base[cat_id], new[cat_id]
@@ -156,3 +158,32 @@ def mean_change_by_frequency(changes: Sequence[Mapping[str, Any]]) -> dict[str, 
         out[f] = {"classes": len(deltas), "mean_delta": _mean(deltas),
                   "gained": sum(d > 0 for d in deltas), "lost": sum(d < 0 for d in deltas)}
     return out
+
+
+def gallery_classes(changes: Sequence[Mapping[str, Any]], *, frequency: str = "r",
+                    num: int = 4) -> list[dict[str, Any]]:
+    """The classes of frequency bin ``frequency`` a gallery shows, from :func:`ap_changes`
+    rows: the ``ceil(num / 2)`` that gained most and the ``floor(num / 2)`` that lost most
+    (the other side fills in when one runs short), then unchanged ones, fewest training
+    images first. Ties go to the rarer class, then the lower id. Each row is a copy with
+    ``pick``: ``"gained"``, ``"lost"`` or ``"unchanged"``; at most ``num`` rows, whatever
+    the number of classes."""
+    if num < 0:
+        raise ValueError(f"num must be >= 0, got {num}")
+    rows = [dict(r) for r in changes if r["frequency"] == frequency]
+    rarest = lambda r: (r["image_count"], r["category_id"])  # noqa: E731
+    gained = sorted((r for r in rows if r["delta"] > 0), key=lambda r: (-r["delta"], *rarest(r)))
+    lost = sorted((r for r in rows if r["delta"] < 0), key=lambda r: (r["delta"], *rarest(r)))
+    unchanged = sorted((r for r in rows if r["delta"] == 0), key=rarest)
+    want_gained = min(len(gained), max(num - len(lost), (num + 1) // 2))
+    picks = [{**r, "pick": "gained"} for r in gained[:want_gained]]
+    picks += [{**r, "pick": "lost"} for r in lost[: num - len(picks)]]
+    picks += [{**r, "pick": "unchanged"} for r in unchanged[: num - len(picks)]]
+    return picks
+
+
+def describe_picks(picks: Sequence[Mapping[str, Any]]) -> str:
+    """What :func:`gallery_classes` picked, for a title: e.g. ``"2 gained most, 1 lost most"``."""
+    words = {"gained": "gained most", "lost": "lost most", "unchanged": "unchanged"}
+    counts = [(sum(p["pick"] == key for p in picks), text) for key, text in words.items()]
+    return ", ".join(f"{n} {text}" for n, text in counts if n) or "none"

@@ -196,6 +196,11 @@ class LVISDetection(Dataset):
             image, target = self.transforms(image, target, generator)
         return image, target
 
+    @property
+    def annotation_labels(self) -> torch.Tensor:
+        """``(M,)`` int64 labels ``1..C`` of every annotation of the dataset's images."""
+        return self._labels
+
     def image_path(self, index: int) -> Path:
         """The file of image ``index``."""
         return self.image_root / str(self._paths[index])

@@ -56,13 +56,3 @@ def repeat_factors(
     factors = np.ones(num_images, dtype=np.float64)
     np.maximum.at(factors, np.repeat(np.arange(num_images), lengths), class_factor[labels])
     return torch.from_numpy(factors.astype(np.float32))
-
-
-def repeat_factors_for_dataset(dataset: Any, *, threshold: float = DEFAULT_THRESHOLD) -> torch.Tensor:
-    """:func:`repeat_factors` of a dataset with ``image_category_sets`` and ``num_classes``
-    (e.g. :class:`bacl.data.lvis_dataset.LVISDetection`)."""
-    return repeat_factors(
-        image_category_sets=dataset.image_category_sets,
-        num_classes=dataset.num_classes,
-        threshold=threshold,
-    )

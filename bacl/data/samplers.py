@@ -14,8 +14,9 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import Sampler
+
+from ..distributed import get_rank, get_world_size
 
 # Augmentation seeds are drawn in [0, 2**63 - 1), valid for torch.Generator.manual_seed.
 _AUG_SEED_HIGH = 2**63 - 1
@@ -37,13 +38,10 @@ class TrainingSampler(Sampler[tuple[int, int]]):
 
     The epoch's list is padded, by repeating its first entries with fresh
     augmentation seeds, to a multiple of ``world_size`` so every rank gets the same
-    number of samples. ``len()`` is this rank's count for the current epoch, less
-    ``start``.
+    number of samples. ``len()`` is this rank's count for the current epoch.
 
-    Resuming mid-epoch: save ``state_dict(position=k)`` where k counts the samples this
-    rank used in the current epoch; after ``load_state_dict`` the next iteration skips
-    them. ``set_epoch`` to a different epoch resets the start to 0, to the same epoch
-    keeps it (so a loop that calls ``set_epoch`` after loading still resumes).
+    Training resumes at epoch boundaries (a checkpoint is written after each epoch), so
+    the state is the seed and the epoch.
     """
 
     def __init__(
@@ -74,10 +72,8 @@ class TrainingSampler(Sampler[tuple[int, int]]):
                 raise ValueError("repeat_factors must be finite and non-negative")
         self.repeat_factors = repeat_factors
 
-        if world_size is None:
-            world_size = dist.get_world_size() if _distributed() else 1
-        if rank is None:
-            rank = dist.get_rank() if _distributed() else 0
+        world_size = get_world_size() if world_size is None else world_size
+        rank = get_rank() if rank is None else rank
         if int(world_size) < 1 or not 0 <= int(rank) < int(world_size):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
                              f"world_size={world_size}")
@@ -85,7 +81,6 @@ class TrainingSampler(Sampler[tuple[int, int]]):
         self.world_size = int(world_size)
 
         self.epoch = 0
-        self.start = 0
         self._plan_epoch: int | None = None
         self._plan: tuple[list[int], list[int]] = ([], [])
 
@@ -94,43 +89,21 @@ class TrainingSampler(Sampler[tuple[int, int]]):
         epoch = int(epoch)
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        if epoch != self.epoch:
-            self.start = 0
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         indices, seeds = self._rank_plan()
-        for k in range(self.start, len(indices)):
-            yield indices[k], seeds[k]
+        yield from zip(indices, seeds)
 
     def __len__(self) -> int:
-        return max(0, len(self._rank_plan()[0]) - self.start)
+        return len(self._rank_plan()[0])
 
-    def epoch_samples(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The whole current epoch across ranks, before padding: ``(indices, aug_seeds)``,
-        both int64 ``(L,)``."""
-        indices, seeds, _ = self._global_plan()
-        return indices, seeds
-
-    def state_dict(self, *, position: int | None = None) -> dict[str, int]:
-        """Plain ints (safe for ``torch.load(weights_only=True)``).
-
-        ``position``: samples of the current epoch this rank has used (default: the
-        current start, i.e. the beginning of the epoch unless resumed).
-        """
-        position = self.start if position is None else int(position)
-        if position < 0:
-            raise ValueError(f"position must be >= 0, got {position}")
-        return {
-            "seed": self.seed,
-            "epoch": self.epoch,
-            "start": position,
-            "dataset_size": self.dataset_size,
-            "world_size": self.world_size,
-        }
+    def state_dict(self) -> dict[str, int]:
+        """Plain ints (safe for ``torch.load(weights_only=True)``)."""
+        return {"seed": self.seed, "epoch": self.epoch, "dataset_size": self.dataset_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"seed", "epoch", "start", "dataset_size", "world_size"} - set(state)
+        missing = {"seed", "epoch", "dataset_size"} - set(state)
         if missing:
             raise KeyError(f"sampler state is missing {sorted(missing)}")
         if int(state["dataset_size"]) != self.dataset_size:
@@ -138,15 +111,8 @@ class TrainingSampler(Sampler[tuple[int, int]]):
                 f"sampler state is for {int(state['dataset_size'])} images, this dataset "
                 f"has {self.dataset_size}"
             )
-        start = int(state["start"])
-        if start and int(state["world_size"]) != self.world_size:
-            raise ValueError(
-                f"cannot resume mid-epoch (start={start}) with world_size "
-                f"{self.world_size}; the state was saved with {int(state['world_size'])}"
-            )
         self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
-        self.start = start
         self._plan_epoch = None
 
     # ------------------------------------------------------------------ plan
@@ -190,7 +156,3 @@ class TrainingSampler(Sampler[tuple[int, int]]):
             )
             self._plan_epoch = self.epoch
         return self._plan
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()

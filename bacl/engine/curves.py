@@ -5,8 +5,8 @@ the step is the training iteration) is what ``dvc.yaml`` declares as plots. dvcl
 told to stay out of DVC's way: it writes no ``dvc.yaml`` of its own and saves no
 experiment, because the pipeline's stage owns both.
 
-Only the main process logs. Without dvclive installed training goes on and the curves
-are not written (``train_log.jsonl`` has the same numbers).
+They are the run's one training log: only the main process writes them, and a resumed
+run drops the rows of the epoch it repeats.
 """
 
 from __future__ import annotations
@@ -49,12 +49,8 @@ class TrainingCurves:
 
     def __init__(self, directory: str | Path, *, start_iteration: int = 0) -> None:
         self.directory = Path(directory)
-        self._live = None
-        try:
-            from dvclive import Live
-        except ImportError:
-            log.warning("dvclive is not installed: no training curves in %s", self.directory)
-            return
+        from dvclive import Live
+
         resume = start_iteration > 0 and self.directory.exists()
         if resume:
             truncate_curves(self.directory, before_step=start_iteration)
@@ -66,8 +62,6 @@ class TrainingCurves:
 
     def log(self, iteration: int, values: Mapping[str, float]) -> None:
         """Log ``values`` (e.g. ``{"loss": ..., "loss_cls": ..., "lr": ...}``) at ``iteration``."""
-        if self._live is None:
-            return
         self._live.step = iteration
         for name, value in values.items():
             self._live.log_metric(PREFIX + name, float(value))

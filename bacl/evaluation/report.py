@@ -23,14 +23,6 @@ def format_metrics_table(metrics: dict[str, Any], *, title: str | None = None) -
     return "\n".join(lines)
 
 
-def format_comparison_table(rows: dict[str, dict[str, Any]], *, keys: tuple[str, ...] = SUMMARY_KEYS) -> str:
-    """Markdown table: one row per named metrics dict."""
-    lines = ["| run | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
-    for name, metrics in rows.items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)).strip() for k in keys) + " |")
-    return "\n".join(lines)
-
-
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The summary numbers without the per-class list and the parameters; undefined values
     (lvis-api's -1, e.g. APl when no object is large) become ``None``."""

@@ -233,11 +233,8 @@ def build_detector(
         for fc in (box_head.fc6, box_head.fc7):
             nn.init.xavier_uniform_(fc.weight)
             nn.init.zeros_(fc.bias)
-    box_predictor = BoxPredictor(
-        in_channels=p.representation_size,
-        num_classes=num_classes,
-        use_sigmoid=loss.use_sigmoid,
-        class_agnostic_bbox=class_agnostic_bbox,
+    box_predictor = BoxPredictor.for_loss(
+        loss, in_channels=p.representation_size, class_agnostic_bbox=class_agnostic_bbox
     )
     model = FasterRCNN(
         backbone,
@@ -285,10 +282,3 @@ def build_detector(
 def _check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; known: {[c for c in choices if c is not None]}")
-
-
-def classifier_stage_parameters(model: nn.Module) -> list[str]:
-    """Names of the parameters BACL's classifier stage trains (METHOD.md section 4):
-    the classification layer, the box regression layer and the RPN."""
-    prefixes = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.", "rpn.")
-    return [name for name, _ in model.named_parameters() if name.startswith(prefixes)]

@@ -176,6 +176,38 @@ class FeatureHallucination(nn.Module):
         self.seen[present] = True
 
     # -- sampling ------------------------------------------------------------------------
+    def draw_weights(self, class_accuracy: torch.Tensor) -> torch.Tensor:
+        """Unnormalised class-draw weights ``(C,)`` float64 on the CPU: ``1 - accuracy``
+        (clamped at 0) for the classes seen so far, 0 for the others. :meth:`sample`
+        draws classes with these weights.
+
+        Args: ``class_accuracy (C,)`` in ``[0, 1]`` (FCBL's ``class_accuracy``).
+        """
+        if class_accuracy.shape != (self.num_classes,):
+            raise ValueError(f"draw_weights: class_accuracy must be ({self.num_classes},), "
+                             f"got {tuple(class_accuracy.shape)}")
+        weights = (1.0 - class_accuracy.detach().to("cpu", torch.float64)).clamp(min=0)
+        return weights * self.seen.cpu()
+
+    def draw_probabilities(self, class_accuracy: torch.Tensor) -> torch.Tensor:
+        """Probability ``(C,)`` float64 that one class draw of :meth:`sample` picks each
+        class: :meth:`draw_weights` divided by their sum; all zeros when no seen class has
+        accuracy below 1 (then :meth:`sample` draws nothing)."""
+        weights = self.draw_weights(class_accuracy)
+        total = weights.sum()
+        return weights / total if bool(total > 0) else weights
+
+    @torch.no_grad()
+    def draw(self, labels: torch.Tensor, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """One embedding per entry of ``labels (K,)`` in ``[0, C)``: ``mean[c] + sqrt(var[c]) *
+        N(0, I)`` with the noise from ``generator`` (default: the module's own, which then
+        advances). Returns ``(K, D)`` of the statistics' dtype on their device.
+        """
+        source = self.generator if generator is None else generator
+        noise = torch.randn(labels.numel(), self.feat_dim, generator=source, dtype=self.mean.dtype)
+        labels = labels.to(self.mean.device)
+        return self.mean[labels] + self.var[labels].clamp(min=0).sqrt() * noise.to(self.mean.device)
+
     @torch.no_grad()
     def sample(self, class_accuracy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hallucinate embeddings for classes drawn with probability ``∝ 1 - accuracy``.
@@ -183,21 +215,19 @@ class FeatureHallucination(nn.Module):
         Args: ``class_accuracy (C,)`` in ``[0, 1]`` (FCBL's ``class_accuracy``).
         Returns ``embeddings (K, D)`` and ``labels (K,)`` int64 with
         ``K = num_sampled_classes * num_samples_per_class``, draw-major; ``K = 0`` when
-        no class has been seen or every seen class has accuracy 1.
+        no class has been seen or every seen class has accuracy 1. Classes are drawn by
+        :meth:`draw_weights` (probabilities: :meth:`draw_probabilities`), embeddings by
+        :meth:`draw`.
         """
         if class_accuracy.shape != (self.num_classes,):
             raise ValueError(f"sample: class_accuracy must be ({self.num_classes},), got {tuple(class_accuracy.shape)}")
         dev = self.mean.device
-        weights = (1.0 - class_accuracy.detach().to("cpu", torch.float64)).clamp(min=0)
-        weights = weights * self.seen.cpu()
+        weights = self.draw_weights(class_accuracy)
         if self.num_sampled_classes == 0 or not bool((weights > 0).any()):
             return self.mean.new_zeros(0, self.feat_dim), torch.zeros(0, dtype=torch.long, device=dev)
         classes = torch.multinomial(weights, self.num_sampled_classes, replacement=True, generator=self.generator)
         labels = classes.repeat_interleave(self.num_samples_per_class)
-        noise = torch.randn(labels.numel(), self.feat_dim, generator=self.generator, dtype=self.mean.dtype)
-        labels = labels.to(dev)
-        embeddings = self.mean[labels] + self.var[labels].clamp(min=0).sqrt() * noise.to(dev)
-        return embeddings, labels
+        return self.draw(labels), labels.to(dev)
 
     # -- the RoI-heads hook --------------------------------------------------------------
     def forward(

@@ -4,13 +4,15 @@ Composes torchvision's :class:`~torchvision.models.detection.roi_heads.RoIHeads`
 proposal matching and fg/bg sampling (``select_training_samples``) and its box coder
 are kept; what changes is the classifier and what happens around it:
 
-- the predictor has ``C + 1`` logits with background LAST, and the loss is any
-  :class:`~bacl.losses.ClassificationLoss` (sigmoid BCE, softmax CE, FCBL, ...);
+- the predictor has ``C + 1`` logits with background LAST (or the layout the loss
+  declares with ``loss.num_logits``), and the loss is any
+  :class:`~bacl.losses.ClassificationLoss` (sigmoid BCE, softmax CE, FCBL, peers);
 - the box loss is L1 on positive RoIs, summed and divided by the number of sampled
   RoIs (the reference's ``L1Loss`` with the sampled-RoI average factor);
 - an optional ``hallucinator`` adds synthetic embeddings to the classifier's batch
   during training (BACL's FHM, METHOD.md section 3);
-- test-time scores come from ``loss.scores`` (METHOD.md section 1 for sigmoid losses).
+- test-time scores come from ``loss.scores``, ``(N, C)`` in label order whatever the
+  logit layout (METHOD.md section 1 for sigmoid losses).
 
 Label conventions: targets carry torchvision's labels (``1..C``, 0 = background);
 the loss sees METHOD.md's (``0..C-1`` foreground, ``C`` = background). The conversion
@@ -44,7 +46,8 @@ class BACLRoIHeads(RoIHeads):
         box_head: RoI features -> classification embedding ``(N, D)`` (the last shared
             FC after ReLU; FHM models this space).
         box_predictor: :class:`~bacl.models.box_predictor.BoxPredictor` (or any module
-            with ``cls_score`` and ``bbox_pred`` giving ``(N, C+1)`` and ``(N, 4C)``).
+            with ``cls_score`` and ``bbox_pred`` giving ``(N, loss.num_logits)`` and
+            ``(N, 4C)``; build it with ``BoxPredictor.for_loss(loss, ...)``).
         loss: the classification loss; a submodule, so its statistics are saved with
             the model.
         fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction: RoI
@@ -91,10 +94,10 @@ class BACLRoIHeads(RoIHeads):
             detections_per_img,
         )
         num_logits = box_predictor.cls_score.out_features
-        if num_logits != loss.num_classes + 1:
+        if num_logits != loss.num_logits:
             raise ValueError(
-                f"box_predictor has {num_logits} logits but the loss expects "
-                f"{loss.num_classes} classes + background"
+                f"box_predictor has {num_logits} logits but the loss ({type(loss).__name__}, "
+                f"{loss.num_classes} classes) reads {loss.num_logits}"
             )
         self.num_classes = loss.num_classes
         self.classification_loss = loss
@@ -107,7 +110,7 @@ class BACLRoIHeads(RoIHeads):
         image_shapes: list[tuple[int, int]],
         targets: Optional[list[dict[str, torch.Tensor]]] = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
-        """Training: returns ``([], {"loss_cls", "loss_box_reg", ...})``.
+        """Training: returns ``([], {"loss_cls" (or the loss's ``loss_cls*`` terms), "loss_box_reg"})``.
         Inference: returns ``([{"boxes" (K, 4), "scores" (K,), "labels" (K,) in 1..C}], {})``.
         """
         if not self.training:

@@ -7,21 +7,19 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from bacl.engine.evaluate import evaluate_checkpoint
 from bacl.engine.train import train
+from bacl.evaluation.checkpoint_eval import evaluate_checkpoint
 from bacl.params import load_params
 
 from ..conftest import use_train_counts, write_tiny_lvis
 
-STAGE_KEYS = ["epochs=1", "batch_size=4", "workers=0", "warmup_iters=2", "lr_steps=[1]", "base_lr=0.01"]
-
-
 def study_overrides(root, runs) -> list[str]:
-    overrides = [f"data.root={root}", "model.min_size_train=[64]", "model.min_size_test=64",
-                 "evaluate.workers=0", "evaluate.batch_size=4", f"train.output_dir={runs / 'representation'}",
+    overrides = [f"data.root={root}", "evaluate.min_size=64", "evaluate.workers=0", "evaluate.batch_size=4",
+                 "solver.batch_size=4", "solver.workers=0", "solver.warmup_iters=2", "solver.base_lr=0.01",
+                 f"representation.output_dir={runs / 'representation'}",
                  f"classifier.output_dir={runs / 'bacl'}", f"baseline.output_dir={runs / 'baseline'}"]
-    for section in ("train", "classifier", "baseline"):
-        overrides += [f"{section}.{kv}" for kv in STAGE_KEYS]
+    for section in ("representation", "classifier", "baseline"):
+        overrides += [f"{section}.{kv}" for kv in ("epochs=1", "lr_steps=[1]", "min_sizes=[64]")]
     return overrides
 
 

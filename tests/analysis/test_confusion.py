@@ -3,6 +3,9 @@ import pytest
 import torch
 
 from bacl.analysis import confusion
+from bacl.analysis.errors import AnalysisInputError, MissingStatisticsError
+from bacl.analysis.trained_stage import LOSS_PREFIX
+from bacl.losses.fcbl import FCBL
 
 CATS = [{"id": 10, "name": "a", "frequency": "f"}, {"id": 20, "name": "b", "frequency": "c"},
         {"id": 30, "name": "c", "frequency": "r"}]
@@ -66,7 +69,7 @@ def test_detection_confusion_matches_a_slow_reference():
 
 def test_detection_confusion_rejects_unknown_categories_and_bad_threshold():
     gt = gt_with((1, 10, [0, 0, 10, 10]))
-    with pytest.raises(ValueError, match="unknown category ids"):
+    with pytest.raises(AnalysisInputError, match="unknown category ids"):
         confusion.detection_confusion(gt, [{"image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1], "score": 1}])
     with pytest.raises(ValueError, match="iou_threshold"):
         confusion.detection_confusion(gt, [], iou_threshold=0.0)
@@ -97,14 +100,17 @@ def test_bin_flow_averages_classes_of_a_bin():
     assert np.isnan(flow[c]).all()  # no common class
 
 
-def test_training_confusion_from_state():
-    state = {confusion.CM_NUM_KEY: torch.tensor([[3.0, 1.0], [0.0, 0.0]], dtype=torch.float64),
-             confusion.NUM_GT_KEY: torch.tensor([4.0, 0.0], dtype=torch.float64)}
+def test_training_confusion_is_fcbl_own_normalisation():
+    fcbl = FCBL(num_classes=2)
+    fcbl.cm_num.copy_(torch.tensor([[3.0, 1.0], [0.0, 0.0]], dtype=torch.float64))
+    fcbl.num_gt.copy_(torch.tensor([4.0, 0.0], dtype=torch.float64))
+    state = {LOSS_PREFIX + k: v for k, v in fcbl.state_dict().items()}
     cm, num_gt = confusion.training_confusion(state)
     np.testing.assert_allclose(cm, [[0.75, 0.25], [0.0, 0.0]])
+    np.testing.assert_array_equal(cm, fcbl.cm.numpy())
     np.testing.assert_array_equal(num_gt, [4, 0])
-    with pytest.raises(KeyError, match="fcbl"):
-        confusion.training_confusion({})
+    with pytest.raises(MissingStatisticsError, match="^w.pt: no FCBL statistics.*fcbl"):
+        confusion.training_confusion({}, source="w.pt")
 
 
 def test_most_confused_pairs():
@@ -112,6 +118,64 @@ def test_most_confused_pairs():
     pairs = confusion.most_confused_pairs(rates, ["a", "b", "c"], k=5)
     assert pairs == [{"true": "a", "predicted": "b", "rate": 0.4}, {"true": "c", "predicted": "a", "rate": 0.3},
                      {"true": "a", "predicted": "c", "rate": 0.1}]
+    assert confusion.most_confused_pairs(rates, ["a", "b", "c"], k=0) == []
+    assert confusion.confused_classes(rates, num_pairs=2) == [0, 1, 2]
+    assert confusion.confused_classes(rates, num_pairs=1) == [0, 1]
+    assert confusion.confused_classes(np.eye(3), num_pairs=5) == []  # nothing confused
+    with pytest.raises(ValueError, match="rates must be"):
+        confusion.confused_pair_indices(rates, 4, 1)
+
+
+def slow_confused_pairs(rates, k):
+    """Every off-diagonal foreground entry, sorted in Python: largest first, then row-major."""
+    c = rates.shape[0]
+    entries = [(-rates[a, b], a, b) for a in range(c) for b in range(c) if a != b and rates[a, b] > 0]
+    return [(a, b, -r) for r, a, b in sorted(entries)[:k]]
+
+
+def test_confused_pairs_match_a_slow_reference_with_ties():
+    rng = np.random.default_rng(3)
+    rates = rng.integers(0, 4, size=(40, 41)) / 4.0  # many ties, a "missed" column, zeros
+    assert confusion.confused_pair_indices(rates, 40, 25) == slow_confused_pairs(rates, 25)
+    assert confusion.confused_pair_indices(rates[:, :40], 40, 10_000) == slow_confused_pairs(rates, 10_000)
+
+
+def test_at_lvis_scale_the_confusion_views_stay_bounded():
+    """1,203 classes with random detections: the bin view is 3 x 4 and the per-class picks
+    are bounded, whatever C."""
+    num_classes = 1203
+    rng = np.random.default_rng(11)
+    counts = rng.poisson(0.02, size=(num_classes, num_classes + 1))
+    counts[np.arange(num_classes), np.arange(num_classes)] += rng.integers(0, 20, num_classes)
+    rates = confusion.row_rates(counts)
+    frequency = list(rng.choice(["r", "c", "f"], size=num_classes, p=[0.28, 0.38, 0.34]))
+    flow = confusion.bin_flow(rates, frequency)
+    assert flow.shape == (3, 4)
+    np.testing.assert_allclose(np.nansum(flow, axis=1), 1.0)
+    chosen = confusion.confused_classes(rates, num_pairs=30)
+    assert 2 <= len(chosen) <= 60
+    # the 30 pairs: the largest off-diagonal rates, checked against a sort of every entry
+    fg = rates[:, :num_classes].copy()
+    np.fill_diagonal(fg, 0)
+    top = np.sort(fg, axis=None)[::-1][:30]
+    got = [rate for _, _, rate in confusion.confused_pair_indices(rates, num_classes, 30)]
+    np.testing.assert_allclose(got, top)
+    names = [f"class{k}" for k in range(num_classes)]
+    assert len(confusion.most_confused_pairs(rates, names, k=8)) == 8
+
+    cats = [{"id": 1000 + k, "name": names[k], "frequency": frequency[k]} for k in range(num_classes)]
+
+    def box():
+        return [float(v) for v in rng.uniform(0, 60, 2)] + [float(v) for v in rng.uniform(5, 30, 2)]
+
+    gt = {"categories": cats, "images": [{"id": i} for i in range(20)],
+          "annotations": [{"id": k + 1, "image_id": int(rng.integers(0, 20)),
+                           "category_id": 1000 + int(rng.integers(0, 40)), "bbox": box()} for k in range(120)]}
+    dets = [{"image_id": int(rng.integers(0, 20)), "category_id": 1000 + int(rng.integers(0, num_classes)),
+             "bbox": box(), "score": float(rng.uniform())} for _ in range(600)]
+    detected = confusion.detection_confusion(gt, dets, iou_threshold=0.3)
+    assert detected.shape == (num_classes, num_classes + 1) and detected.sum() == 120
+    np.testing.assert_array_equal(detected, slow_detection_confusion(gt, dets, 0.3))
 
 
 def test_on_real_checkpoints(tiny_study):

@@ -1,9 +1,12 @@
 import json
 import math
+import random
 
 import pytest
 
 from bacl.analysis import tail_gains
+from bacl.analysis.errors import AnalysisInputError
+from bacl.errors import MissingFileError
 
 
 def metrics(aps: dict[int, float | None], *, counts: dict[int, int], freq: dict[int, str], **summary) -> dict:
@@ -68,7 +71,7 @@ def test_ap_changes_and_top_changes():
 
 def test_ap_changes_refuses_other_categories():
     other = metrics({9: 0.1}, counts={9: 1}, freq={9: "r"})
-    with pytest.raises(ValueError, match="same annotations"):
+    with pytest.raises(AnalysisInputError, match="same annotations"):
         tail_gains.ap_changes(BASE, other)
 
 
@@ -79,14 +82,14 @@ def test_mean_change_by_frequency():
 
 
 def test_load_metrics_names_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+    with pytest.raises(MissingFileError, match="missing.json"):
         tail_gains.load_metrics(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(AnalysisInputError, match="bad.json"):
         tail_gains.load_metrics(bad)
     bad.write_text(json.dumps({"AP": 0.1}))
-    with pytest.raises(ValueError, match="per_class"):
+    with pytest.raises(AnalysisInputError, match="per_class"):
         tail_gains.load_metrics(bad)
     good = tmp_path / "good.json"
     good.write_text(json.dumps(BASE))
@@ -99,3 +102,38 @@ def test_on_a_real_evaluation(tiny_study):
     assert rows and all(0.0 <= r["AP"] <= 1.0 for r in rows)
     changes = tail_gains.ap_changes(tail_gains.load_metrics(tiny_study["baseline"]["metrics"]), metrics_)
     assert {r["category_id"] for r in changes} <= {r["category_id"] for r in rows}
+
+
+def change(cat: int, delta: float, *, freq: str = "r", images: int = 5) -> dict:
+    return {"category_id": cat, "name": f"class{cat}", "frequency": freq, "image_count": images,
+            "AP_baseline": 0.5, "AP_method": 0.5 + delta, "delta": delta}
+
+
+def test_gallery_classes_picks_half_gains_half_losses_of_the_bin():
+    changes = [change(1, 0.3), change(2, 0.3, images=2), change(3, 0.1), change(4, -0.2), change(5, -0.05),
+               change(6, 0.9, freq="f"), change(7, 0.0, images=1), change(8, 0.0, images=3)]
+    picks = tail_gains.gallery_classes(changes, num=4)
+    assert [(p["category_id"], p["pick"]) for p in picks] == [(2, "gained"), (1, "gained"), (4, "lost"), (5, "lost")]
+    assert [p["category_id"] for p in tail_gains.gallery_classes(changes, num=3)] == [2, 1, 4]
+    picks = tail_gains.gallery_classes(changes, num=8)  # gains fill in; then the unchanged, rarest first
+    assert [p["category_id"] for p in picks] == [2, 1, 3, 4, 5, 7, 8]
+    assert tail_gains.describe_picks(picks) == "3 gained most, 2 lost most, 2 unchanged"
+    only_losses = [change(1, -0.1), change(2, -0.4), change(3, 0.2)]
+    assert [p["category_id"] for p in tail_gains.gallery_classes(only_losses, num=4)] == [3, 2, 1]
+    assert tail_gains.gallery_classes(changes, frequency="c") == [] and tail_gains.describe_picks([]) == "none"
+    assert tail_gains.gallery_classes(changes, num=0) == []
+    with pytest.raises(ValueError):
+        tail_gains.gallery_classes(changes, num=-1)
+    assert "pick" not in changes[0]  # rows are copies
+
+
+def test_gallery_classes_at_lvis_scale():
+    """1,203 classes: the picks stay at most ``num``, and are the extremes of the rare bin."""
+    rng = random.Random(1)
+    changes = [change(c, rng.uniform(-0.5, 0.5), freq=rng.choice("rcf"), images=rng.randint(1, 2000))
+               for c in range(1203)]
+    picks = tail_gains.gallery_classes(changes, num=6)
+    rare = [r["delta"] for r in changes if r["frequency"] == "r"]
+    assert len(picks) == 6 and all(p["frequency"] == "r" for p in picks)
+    assert [p["delta"] for p in picks[:3]] == sorted(rare, reverse=True)[:3]
+    assert [p["delta"] for p in picks[3:]] == sorted(rare)[:3]

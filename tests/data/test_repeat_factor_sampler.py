@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bacl.data.repeat_factor_sampler import repeat_factors, repeat_factors_for_dataset
+from bacl.data.repeat_factor_sampler import repeat_factors
 
 
 def reference(sets, num_classes, threshold):
@@ -74,10 +74,3 @@ def test_bad_arguments():
         repeat_factors(image_category_sets=[[1]], num_classes=1, threshold=0)
     with pytest.raises(ValueError, match="num_classes"):
         repeat_factors(image_category_sets=[[1]], num_classes=0)
-
-
-def test_for_dataset():
-    dataset = SimpleNamespace(image_category_sets=[np.array([1]), np.array([], np.int64)],
-                              num_classes=2)
-    got = repeat_factors_for_dataset(dataset, threshold=2.0)
-    np.testing.assert_allclose(got.numpy(), [2.0, 1.0])

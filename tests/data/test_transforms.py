@@ -1,11 +1,12 @@
-"""Flip correctness and seeded randomness of the transforms."""
+"""Flip correctness (boxes and masks), mask checks and seeded randomness of the transforms."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bacl.data.transforms import Compose, RandomHorizontalFlip
+from bacl.data.transforms import Compose, RandomHorizontalFlip, TransformInputError, check_masks
+from bacl.errors import BaclError
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -44,6 +45,33 @@ def test_flipped_box_still_covers_the_same_pixels():
     columns = out_image[0].sum(0).nonzero().flatten()
     x1, _, x2, _ = out_target["boxes"][0].tolist()
     assert (x1, x2) == (columns.min().item(), columns.max().item() + 1)
+
+
+def test_flip_moves_masks_with_the_pixels():
+    image = torch.zeros(3, 5, 12)
+    image[:, 1:3, 2:5] = 1.0
+    masks = torch.zeros(1, 5, 12, dtype=torch.bool)
+    masks[0, 1:3, 2:5] = True
+    target = {"boxes": torch.tensor([[2.0, 1.0, 5.0, 3.0]]), "labels": torch.tensor([1]), "masks": masks}
+    out_image, out = RandomHorizontalFlip(prob=1.0)(image, target, gen())
+    assert out["masks"].dtype == torch.bool
+    assert torch.equal(out["masks"][0], out_image[0] > 0)
+    assert out["boxes"].tolist() == [[7.0, 1.0, 10.0, 3.0]]
+    assert torch.equal(target["masks"], masks)  # the input is left alone
+
+
+def test_check_masks_names_the_image():
+    image = torch.zeros(3, 4, 6)
+    target = {"boxes": torch.zeros(2, 4), "image_id": 31}
+    assert check_masks(image, target) is None
+    target["masks"] = torch.zeros(2, 4, 6, dtype=torch.bool)
+    assert check_masks(image, target) is target["masks"]
+    for bad in (torch.zeros(2, 4, 5, dtype=torch.bool), torch.zeros(1, 4, 6, dtype=torch.bool),
+                torch.zeros(2, 4, 6, dtype=torch.uint8)):
+        target["masks"] = bad
+        with pytest.raises(TransformInputError, match="image id 31") as info:
+            RandomHorizontalFlip(prob=1.0)(image, target, gen())
+        assert isinstance(info.value, BaclError) and isinstance(info.value, ValueError)
 
 
 def test_double_flip_is_identity():

@@ -10,14 +10,15 @@ from bacl.params import Params, load_params
 
 from ..conftest import write_tiny_lvis
 
-# Small and fast: 64 px images, 4 per step, 3 steps per epoch on the tiny train split.
-STAGE_KEYS = ["batch_size=4", "workers=0", "warmup_iters=2", "lr_steps=[1]", "base_lr=0.01"]
+STAGES = ("representation", "classifier", "baseline")
 
 
-def stage_overrides(data_root, *, stage1_dir, stage2_dir=None, **extra) -> list[str]:
-    overrides = [f"data.root={data_root}", "model.min_size_train=[64]", "model.min_size_test=64",
-                 "evaluate.workers=0", f"train.output_dir={stage1_dir}", "train.epochs=1"]
-    overrides += [f"{section}.{kv}" for section in ("train", "classifier", "baseline") for kv in STAGE_KEYS]
+def tiny_overrides(data_root, *, stage1_dir, stage2_dir=None, **extra) -> list[str]:
+    """Small and fast: 64 px images, 4 per step, 3 steps per epoch on the tiny train split."""
+    overrides = [f"data.root={data_root}", "evaluate.min_size=64", "evaluate.workers=0", "solver.batch_size=4",
+                 "solver.workers=0", "solver.warmup_iters=2", "solver.base_lr=0.01",
+                 f"representation.output_dir={stage1_dir}", "representation.epochs=1"]
+    overrides += [f"{stage}.{kv}" for stage in STAGES for kv in ("min_sizes=[64]", "lr_steps=[1]")]
     if stage2_dir is not None:
         overrides += [f"classifier.output_dir={stage2_dir}", f"baseline.output_dir={stage2_dir}"]
     return overrides + [f"{k}={v}" for k, v in extra.items()]
@@ -26,8 +27,11 @@ def stage_overrides(data_root, *, stage1_dir, stage2_dir=None, **extra) -> list[
 def stage_params(stage1: dict, stage2_dir, *, epochs: int = 1, **extra) -> Params:
     """Classifier-stage parameters starting from the ``stage1`` fixture's checkpoint."""
     extra = {"classifier.epochs": epochs, **extra}
-    return load_params(None, stage_overrides(stage1["root"], stage1_dir=stage1["dir"], stage2_dir=stage2_dir,
-                                             **extra))
+    return load_params(None, tiny_overrides(stage1["root"], stage1_dir=stage1["dir"], stage2_dir=stage2_dir, **extra))
+
+
+def cli_args(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
 
 
 def random_batch(batch: int, *, size: int, num_classes: int, seed: int):
@@ -42,11 +46,24 @@ def random_batch(batch: int, *, size: int, num_classes: int, seed: int):
     return images, targets
 
 
+def read_curve(run, name="loss"):
+    """``[(iteration, value)]`` of a run's training curve (its one training log)."""
+    lines = (run / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv").read_text().splitlines()
+    assert lines[0] == f"step\t{name}"
+    return [(int(a), float(b)) for a, b in (line.split("\t") for line in lines[1:])]
+
+
+def assert_same_curves(run_a, run_b) -> None:
+    a, b = read_curve(run_a), read_curve(run_b)
+    assert [step for step, _ in a] == [step for step, _ in b]
+    assert [value for _, value in a] == pytest.approx([value for _, value in b])
+
+
 @pytest.fixture(scope="session")
 def stage1(tmp_path_factory) -> dict:
     """One epoch of the representation stage (loss bce) on the tiny dataset; read-only."""
     base = tmp_path_factory.mktemp("stage1")
     data = write_tiny_lvis(base / "tiny")
-    params = load_params(None, stage_overrides(data["root"], stage1_dir=base / "run"))
+    params = load_params(None, tiny_overrides(data["root"], stage1_dir=base / "run"))
     final = train(params, device="cpu")
     return {**data, "dir": base / "run", "final": final}

@@ -1,5 +1,3 @@
-import builtins
-
 from bacl.engine.curves import TrainingCurves, truncate_curves
 
 
@@ -32,19 +30,3 @@ def test_truncate_curves_keeps_the_header(tmp_path):
     tsv.write_text("step\tx\n0\t1\n1\t2\n")
     truncate_curves(tmp_path, before_step=0)
     assert tsv.read_text() == "step\tx\n"
-
-
-def test_without_dvclive_training_logs_nothing_and_goes_on(tmp_path, monkeypatch, caplog):
-    real_import = builtins.__import__
-
-    def no_dvclive(name, *args, **kwargs):
-        if name == "dvclive":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_dvclive)
-    curves = TrainingCurves(tmp_path / "dvclive")
-    curves.log(0, {"loss": 1.0})
-    curves.close()
-    assert "dvclive is not installed" in caplog.text
-    assert not (tmp_path / "dvclive").exists()

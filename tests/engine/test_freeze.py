@@ -8,13 +8,18 @@ from torch import nn
 
 from bacl.engine.checkpoint import load_checkpoint
 from bacl.engine.freeze import freeze_except, train_mode
-from bacl.engine.train import STAGE_STATISTICS, train
+from bacl.engine.stages import STAGE_STATE, STAGES
+from bacl.engine.train import train
 from bacl.losses import build_loss
-from bacl.models.detector import build_detector, classifier_stage_parameters
+from bacl.models.detector import build_detector
 
 from .conftest import random_batch, stage_params
 
 TRAINABLE_PREFIXES = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.", "rpn.")
+
+
+def test_the_classifier_stage_trains_the_classification_and_box_layers_and_the_rpn():
+    assert STAGES["classifier"].trainable == TRAINABLE_PREFIXES
 
 
 def test_freeze_except_sets_requires_grad_and_returns_frozen_norms():
@@ -32,7 +37,7 @@ def test_frozen_detector_step_changes_only_the_trainable_parameters():
     torch.manual_seed(0)
     model = build_detector(preset="synthetic_small", num_classes=3, loss=build_loss("bce", num_classes=3),
                            min_size=64, max_size=128)
-    trainable = classifier_stage_parameters(model)
+    trainable = [n for n, _ in model.named_parameters() if n.startswith(TRAINABLE_PREFIXES)]
     norms = freeze_except(model, trainable)
     assert norms and all(isinstance(m, nn.BatchNorm2d) for m in norms)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -65,7 +70,7 @@ def test_classifier_stage_run_leaves_frozen_state_bit_identical(stage1, tmp_path
 
     changed = set()
     for key, value in end.items():
-        if key.startswith(STAGE_STATISTICS):
+        if key.startswith(STAGE_STATE):
             continue
         if key.startswith(TRAINABLE_PREFIXES):
             if not torch.equal(value, start[key]):

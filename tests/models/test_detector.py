@@ -6,7 +6,7 @@ import torchvision
 
 from bacl.losses import build_loss
 from bacl.models.backbones import SmallResNetFPN, build_backbone
-from bacl.models.detector import PRESETS, build_detector, classifier_stage_parameters
+from bacl.models.detector import PRESETS, build_detector
 from bacl.models.roi_heads import BACLRoIHeads
 
 C = 5
@@ -177,16 +177,6 @@ def test_r50_preset_train_step_at_tiny_size():
     model.eval()
     with torch.no_grad():
         check_detections(model(images), 1, 64)
-
-
-def test_classifier_stage_parameters():
-    model = small_detector()
-    names = classifier_stage_parameters(model)
-    assert "roi_heads.box_predictor.cls_score.weight" in names
-    assert "roi_heads.box_predictor.bbox_pred.bias" in names
-    assert any(n.startswith("rpn.head.") for n in names)
-    assert not any(n.startswith(("backbone.", "roi_heads.box_head.")) for n in names)
-    assert set(names) <= {n for n, _ in model.named_parameters()}
 
 
 def test_argument_checks():

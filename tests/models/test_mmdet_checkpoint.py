@@ -176,8 +176,9 @@ def test_bare_state_dict_with_ddp_prefix(tmp_path):
 
 def lvis_like_params(loss="fcbl"):
     return load_params(None, ["model.preset=r50_fpn", "model.pretrained_backbone=null",
-                              "model.min_size_train=[64]", "model.min_size_test=64", "model.max_size=96",
-                              f"classifier.loss={loss}", f"classifier.fhm.enabled={loss == 'fcbl'}"]).to_dict()
+                              "classifier.min_sizes=[64]", "classifier.max_size=96", "evaluate.min_size=64",
+                              "evaluate.max_size=96", f"classifier.loss={loss}",
+                              f"classifier.fhm.enabled={loss == 'fcbl'}"]).to_dict()
 
 
 def test_convert_checkpoint_end_to_end(tmp_path):
@@ -198,7 +199,7 @@ def test_convert_checkpoint_end_to_end(tmp_path):
     assert "dropped (training-only)" in summary.describe()
 
     # bacl evaluate's loader rebuilds the model from the saved parameters and loads every tensor.
-    from bacl.engine.inference import load_trained_model
+    from bacl.evaluation.inference import load_trained_model
 
     model, _, num_classes = load_trained_model(out, device=torch.device("cpu"))
     assert num_classes == C

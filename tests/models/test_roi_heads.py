@@ -4,7 +4,7 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
-from bacl.losses import build_loss
+from bacl.losses import LOSSES, build_loss
 from bacl.models.box_predictor import BoxPredictor
 from bacl.models.roi_heads import BACLRoIHeads, to_loss_labels
 
@@ -238,4 +238,65 @@ def test_predictor_loss_class_count_must_match():
             box_head=TwoMLPHead(CHANNELS * 49, EMBED),
             box_predictor=BoxPredictor(in_channels=EMBED, num_classes=C),
             loss=build_loss("bce", num_classes=C + 1),
+        )
+
+
+# -- every registered loss, with the predictor it declares ------------------------------
+
+STATISTICS = {"image_counts": torch.tensor([30, 4, 0, 12]), "instance_counts": torch.tensor([90, 6, 0, 1500]),
+              "num_images": 40}
+
+
+def make_loss_heads(loss_name, **kwargs):
+    torch.manual_seed(0)
+    loss = build_loss(loss_name, num_classes=C, statistics=STATISTICS)
+    return BACLRoIHeads(
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
+        box_head=TwoMLPHead(CHANNELS * 49, EMBED),
+        box_predictor=BoxPredictor.for_loss(loss, in_channels=EMBED),
+        loss=loss,
+        batch_size_per_image=32,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_every_loss_trains_with_hallucinated_rows(loss_name):
+    heads = make_loss_heads(loss_name)
+    captured = {}
+    heads.classification_loss.register_forward_pre_hook(lambda m, args: captured.update(logits=args[0]))
+    heads.hallucinator = DummyHallucinator(num=5)
+    losses = train_step(heads, with_empty_image=False)
+    assert "loss_box_reg" in losses and any(key.startswith("loss_cls") for key in losses)
+    assert captured["logits"].shape[1] == heads.classification_loss.num_logits
+    sum(losses.values()).backward()
+    grad = heads.box_predictor.cls_score.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_every_loss_postprocesses_with_its_scores(loss_name):
+    heads = make_loss_heads(loss_name, score_thresh=0.01, detections_per_img=20)
+    _, proposals, shapes, _ = make_inputs()
+    torch.manual_seed(5)
+    logits = torch.randn(60, heads.classification_loss.num_logits) * 2
+    deltas = torch.randn(60, 4 * C) * 0.5
+    boxes, scores, labels = heads.postprocess_detections(logits, deltas, proposals, shapes)
+    for got_b, got_s, got_l, (ref_b, ref_s, ref_l) in zip(
+        boxes, scores, labels, reference_postprocess(heads, logits, deltas, proposals, shapes)
+    ):
+        assert len(got_s) > 0 and got_l.min() >= 1 and got_l.max() <= C
+        torch.testing.assert_close(got_s, ref_s)
+        torch.testing.assert_close(got_b, ref_b)
+        assert got_l.tolist() == ref_l.tolist()
+
+
+def test_predictor_width_must_match_the_loss_layout():
+    loss = build_loss("seesaw", num_classes=C)
+    with pytest.raises(ValueError, match=f"reads {C + 2}"):
+        BACLRoIHeads(
+            box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+            box_head=TwoMLPHead(CHANNELS * 49, EMBED),
+            box_predictor=BoxPredictor(in_channels=EMBED, num_classes=C),
+            loss=loss,
         )

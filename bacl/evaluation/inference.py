@@ -12,37 +12,31 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
-from ..params import STAGES, ModelParams, Params, params_from_dict
-from .build import build_classification_loss, build_model
-from ..atomic_io import atomic_write_json
-from .checkpoint import CheckpointError, load_checkpoint
+from ..engine.build import apply_test_settings, build_classification_loss, build_model
+from ..engine.checkpoint import CheckpointError, load_checkpoint
+from ..engine.stages import TRAINING_ONLY
+from ..data.lvis_dataset import ImageFileError
+from ..distributed import get_world_size, is_main_process
+from ..errors import MissingFileError
+from ..params import STAGE_NAMES, EvaluateParams, params_from_dict
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-# Training-only state: FHM (``roi_heads.hallucinator``) is called in training only, so a
-# classifier-stage checkpoint's hallucinator statistics are dropped when loading for
-# inference and the model is rebuilt without it (the same network as the stage-1 one).
-TRAINING_ONLY_PREFIXES = ("roi_heads.hallucinator.",)
-
-
-def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: Params | None = None,
-                       test_settings: ModelParams | None = None):
+def load_trained_model(checkpoint: str | Path, *, device: torch.device, test: EvaluateParams | None = None):
     """Rebuild the detector a checkpoint was trained as and load its weights.
 
-    Returns ``(model, params, num_classes)``; the parameters saved in the checkpoint
-    describe the model unless ``params`` is given. ``test_settings``, when given, replace
-    the test-time keys (see :func:`apply_test_settings`): evaluating at another detection
-    budget or test size needs no retraining. The loss is the one of the stage
-    that wrote the checkpoint (``train.loss``, or ``classifier.loss`` for the
-    classifier stage), so its statistics load too; FHM's are dropped (see
-    :data:`TRAINING_ONLY_PREFIXES`).
+    Returns ``(model, params, num_classes)`` where ``params`` are those saved in the
+    checkpoint (as trained). The model tests with ``test``'s settings (detection budget,
+    thresholds, test size), by default the saved ``evaluate`` section: evaluating at another
+    budget or size needs no retraining. The loss is that of the stage that wrote the
+    checkpoint, so its statistics load too; training-only modules (FHM) are dropped.
     """
     state = load_checkpoint(checkpoint)
-    saved = params_from_dict(state["params"], source=f"{checkpoint} (saved params)") if params is None else params
-    weights = {k: v for k, v in state["model"].items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
+    saved = params_from_dict(state["params"], source=f"{checkpoint} (saved params)")
+    weights = {k: v for k, v in state["model"].items() if not k.startswith(TRAINING_ONLY)}
     num_classes = state.get("num_classes")
     if num_classes is None:
         key = next((k for k in weights if k.endswith("cls_score.weight")), None)
@@ -50,33 +44,21 @@ def load_trained_model(checkpoint: str | Path, *, device: torch.device, params: 
             raise CheckpointError(f"{checkpoint}: cannot tell the number of classes (no cls_score weights)")
         num_classes = int(weights[key].shape[0]) - 1
     stage = state.get("stage", "representation")
-    if stage not in STAGES:
+    if stage not in STAGE_NAMES:
         raise CheckpointError(f"{checkpoint}: unknown training stage {stage!r}")
-    loss = build_classification_loss(saved.stage(stage), num_classes=int(num_classes))
-    model = build_model(saved.model, num_classes=int(num_classes), loss=loss)
+    settings = saved.stage(stage)
+    loss = build_classification_loss(settings.loss, losses=saved.losses, num_classes=int(num_classes),
+                                     statistics=state.get("loss_statistics"))
+    model = build_model(saved.model, num_classes=int(num_classes), loss=loss, stage=settings,
+                        test=saved.evaluate)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{checkpoint}: weights do not fit the model (missing: {missing[:5]}, unexpected: {unexpected[:5]})"
         )
     model.to(device).eval()
-    if test_settings is not None:
-        apply_test_settings(model, test_settings)
+    apply_test_settings(model, test if test is not None else saved.evaluate)
     return model, saved, int(num_classes)
-
-
-TEST_SETTING_KEYS = ("detections_per_img", "score_thresh", "nms_thresh", "min_size_test", "max_size")
-
-
-def apply_test_settings(model: torch.nn.Module, settings: ModelParams) -> None:
-    """Make a built detector test with ``settings``' ``detections_per_img``, ``score_thresh``,
-    ``nms_thresh``, ``min_size_test`` and ``max_size``; the architecture keys stay as built."""
-    model.roi_heads.detections_per_img = int(settings.detections_per_img)
-    model.roi_heads.score_thresh = float(settings.score_thresh)
-    model.roi_heads.nms_thresh = float(settings.nms_thresh)
-    model.transform.test_size = int(settings.min_size_test)
-    model.transform.max_size = int(settings.max_size)
-    model.transform.train(model.transform.training)  # re-applies the test size in eval mode
 
 
 def detections_to_lvis(
@@ -104,29 +86,23 @@ def predict_dataset(model: torch.nn.Module, loader, *, device: torch.device, lab
     """Detections for every image of ``loader`` (sharded across processes, gathered on all)."""
     model.eval()
     records: list[dict[str, Any]] = []
-    is_main = not dist.is_initialized() or dist.get_rank() == 0
-    for images, targets in tqdm(loader, desc="inference", disable=not is_main, dynamic_ncols=True):
+    for images, targets in tqdm(loader, desc="inference", disable=not is_main_process(), dynamic_ncols=True):
         outputs = model([img.to(device) for img in images])
         records.extend(detections_to_lvis(outputs, [int(t["image_id"]) for t in targets], label_to_cat_id))
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        gathered: list[list[dict[str, Any]]] = [None] * dist.get_world_size()  # type: ignore[list-item]
+    if get_world_size() > 1:
+        gathered: list[list[dict[str, Any]]] = [None] * get_world_size()  # type: ignore[list-item]
         dist.all_gather_object(gathered, records)
         records = [r for part in gathered for r in part]
     return records
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write JSON (never leaves a half-written file)."""
-    atomic_write_json(path, obj)
-
-
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a folder of images")
+        raise MissingFileError(f"{folder}: not a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise MissingFileError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 
@@ -135,7 +111,7 @@ def read_image(path: Path) -> torch.Tensor:
         with Image.open(path) as img:
             return pil_to_tensor(img.convert("RGB")).float().div_(255.0)
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path}: cannot read image ({err})") from err
+        raise ImageFileError(f"{path}: cannot read image ({err})") from err
 
 
 @torch.inference_mode()
