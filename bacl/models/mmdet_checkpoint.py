@@ -386,7 +386,7 @@ def convert_mmdet_checkpoint(
             scores: sigmoid for BACL, softmax for the baseline).
         params: the resolved parameters (``Params.to_dict()``) saved with the weights.
         stage: the stage whose loss the model uses (``"classifier"`` for BACL's
-            released models, ``"representation"`` for a baseline trained in one stage).
+            released models, ``"baseline"`` for the softmax baselines).
         category_names: the dataset's category names ordered by id; when given they must
             match the checkpoint's ``meta["CLASSES"]`` (if stored) and its class count.
 
