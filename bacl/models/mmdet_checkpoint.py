@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import logging
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -55,8 +54,6 @@ from torch import Tensor, nn
 from ..engine.checkpoint import save_checkpoint
 from ..errors import BaclError, MissingFileError
 from .mmdet_config import MMDetConfigError, check_detector_against_config, parse_config_text, resnet_depth
-
-log = logging.getLogger(__name__)
 
 RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 _BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
@@ -466,7 +463,6 @@ def convert_mmdet_checkpoint(
         config_checked=ckpt.config is not None and "model" in ckpt.config, warnings=tuple(warnings),
         mmdet_version=provenance["mmdet_version"],
     )
-    log.info("%s", summary.describe())
     return summary
 
 
