@@ -2,6 +2,16 @@
 
 Every backbone returns an ``OrderedDict`` of feature maps (``"0"``, ``"1"``, ...) with
 ``out_channels`` channels each, the interface torchvision's Faster R-CNN expects.
+
+BatchNorm of the ResNets (``norm``):
+
+- ``"frozen"``: torchvision's ``FrozenBatchNorm2d``: statistics and affine parameters
+  fixed (torchvision's detection models with pretrained weights);
+- ``"norm_eval"``: the reference's (mmdetection ``ResNet(norm_eval=True,
+  frozen_stages=1)``, ``mmdet/models/backbones/resnet.py``): ordinary BatchNorm whose
+  layers stay in eval mode, so the ImageNet statistics never change, while the affine
+  weights train with their stage (stages 2-4 with ``trainable_layers=3``);
+- ``"train"``: ordinary BatchNorm that updates its statistics (training from scratch).
 """
 
 from __future__ import annotations
@@ -13,18 +23,24 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
-from torchvision.models import ResNet50_Weights, ResNet101_Weights
+from torch.nn.modules.batchnorm import _BatchNorm
+from torchvision.models import ResNet50_Weights, ResNet101_Weights, resnet50, resnet101
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
 from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 logger = logging.getLogger(__name__)
 
 _RESNETS = {
-    "resnet50_fpn": ("resnet50", ResNet50_Weights.IMAGENET1K_V1),
-    "resnet101_fpn": ("resnet101", ResNet101_Weights.IMAGENET1K_V1),
+    "resnet50_fpn": (resnet50, ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101_fpn": (resnet101, ResNet101_Weights.IMAGENET1K_V1),
 }
 BACKBONES = (*_RESNETS, "small_fpn")
+BACKBONE_NORMS = ("frozen", "norm_eval", "train")
+FPN_INITS = ("torchvision", "xavier")
+# ResNet parts in the order trainable_layers counts them (from the top).
+_STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
 
 
 def build_backbone(
@@ -32,6 +48,8 @@ def build_backbone(
     name: str,
     pretrained: Optional[str] = None,
     trainable_layers: Optional[int] = None,
+    norm: Optional[str] = None,
+    fpn_init: str = "torchvision",
 ) -> nn.Module:
     """Build a backbone + FPN with an ``out_channels`` attribute.
 
@@ -43,15 +61,27 @@ def build_backbone(
             ``None`` for random initialisation. ``small_fpn`` only takes ``None`` or a
             path to a state dict of the whole small backbone.
         trainable_layers: ResNet stages left trainable, counted from ``layer4`` (0-5).
-            Default 3 with pretrained weights: the stem and ``layer1`` are frozen, as the
-            reference's ``frozen_stages=1``. Ignored without pretrained weights, where
-            everything trains.
-
-    Pretrained ResNets use frozen BatchNorm (batch statistics of 2 images per GPU are
-    too noisy to update); randomly initialised ones use ordinary BatchNorm since frozen
-    BatchNorm with initial statistics would be an identity.
+            Default 3 (the stem and ``layer1`` frozen, as the reference's
+            ``frozen_stages=1``) with pretrained weights or an explicit ``"frozen"`` or
+            ``"norm_eval"`` norm. With neither, everything trains and the argument is
+            ignored.
+        norm: ResNet BatchNorm, one of :data:`BACKBONE_NORMS` (see the module
+            docstring). ``None``: ``"frozen"`` with pretrained weights, ``"train"``
+            without (frozen statistics at their initial values would make BatchNorm an
+            identity). ``small_fpn`` takes ``None`` or ``"train"``.
+        fpn_init: ``"torchvision"`` (kaiming-uniform, a=1) or ``"xavier"`` (uniform,
+            the reference's ``FPN.init_weights``) for the FPN's convolutions; biases 0.
     """
+    if norm is not None and norm not in BACKBONE_NORMS:
+        raise ValueError(f"unknown backbone norm {norm!r}; known: {list(BACKBONE_NORMS)}")
+    if fpn_init not in FPN_INITS:
+        raise ValueError(f"unknown fpn_init {fpn_init!r}; known: {list(FPN_INITS)}")
+    if trainable_layers is not None and not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be in 0..5, got {trainable_layers}")
     if name == "small_fpn":
+        if norm not in (None, "train"):
+            raise ValueError(f"backbone small_fpn trains its BatchNorm from scratch; norm must be None or "
+                             f"'train', got {norm!r}")
         backbone = SmallResNetFPN()
         if pretrained is None:
             logger.info("backbone small_fpn: random initialisation, trains from scratch")
@@ -60,33 +90,90 @@ def build_backbone(
         else:
             backbone.load_state_dict(_load_state_dict(pretrained))
             logger.info("backbone small_fpn: weights loaded from %s", pretrained)
+        _init_fpn(backbone.fpn, fpn_init)
         return backbone
 
     if name not in _RESNETS:
         raise ValueError(f"unknown backbone {name!r}; known: {list(BACKBONES)}")
-    arch, imagenet_weights = _RESNETS[name]
-    if pretrained is None:
+    if norm is None and pretrained is None:
         if trainable_layers is not None:
             logger.warning("backbone %s: trainable_layers ignored without pretrained weights", name)
         logger.info("backbone %s: random initialisation, BatchNorm, all layers trainable", name)
-        return resnet_fpn_backbone(
-            backbone_name=arch, weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
-        )
-    trainable_layers = 3 if trainable_layers is None else trainable_layers
-    if pretrained == "imagenet":
-        logger.info("backbone %s: torchvision ImageNet weights %s", name, imagenet_weights)
-        return resnet_fpn_backbone(
-            backbone_name=arch,
-            weights=imagenet_weights,
-            norm_layer=FrozenBatchNorm2d,
-            trainable_layers=trainable_layers,
-        )
-    backbone = resnet_fpn_backbone(
-        backbone_name=arch, weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=trainable_layers
-    )
-    _load_resnet_weights(backbone, pretrained)
-    logger.info("backbone %s: ResNet weights loaded from %s", name, pretrained)
+        backbone = _resnet_with_fpn(name, weights=None, norm="train", trainable_layers=5)
+    else:
+        norm = norm or "frozen"
+        if trainable_layers is None:
+            trainable_layers = 5 if (pretrained is None and norm == "train") else 3
+        weights = _RESNETS[name][1] if pretrained == "imagenet" else None
+        if weights is not None:
+            logger.info("backbone %s: torchvision ImageNet weights %s", name, weights)
+        backbone = _resnet_with_fpn(name, weights=weights, norm=norm, trainable_layers=trainable_layers)
+        if pretrained not in (None, "imagenet"):
+            _load_resnet_weights(backbone, pretrained)
+            logger.info("backbone %s: ResNet weights loaded from %s", name, pretrained)
+        logger.info("backbone %s: BatchNorm %s, %d trainable stages", name, norm, trainable_layers)
+    _init_fpn(backbone.fpn, fpn_init)
     return backbone
+
+
+class NormEvalBackboneWithFPN(BackboneWithFPN):
+    """torchvision's ``BackboneWithFPN`` whose trunk's BatchNorm layers stay in eval mode.
+
+    ``train()`` puts every BatchNorm of ``body`` back into eval mode (mmdetection's
+    ``norm_eval``), so a training step normalises with the running statistics and never
+    updates them; the layers' affine weights still receive gradients where
+    ``requires_grad`` is set.
+    """
+
+    def train(self, mode: bool = True) -> "NormEvalBackboneWithFPN":
+        super().train(mode)
+        for module in norm_eval_layers(self):
+            module.eval()
+        return self
+
+
+def norm_eval_layers(module: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers that must stay in eval mode in training because of
+    ``norm="norm_eval"``: those of every :class:`NormEvalBackboneWithFPN` trunk in
+    ``module`` (e.g. a whole detector); empty for other backbones.
+
+    :class:`NormEvalBackboneWithFPN` already enforces it on ``train()``; the list is for
+    code that sets modes itself (e.g. ``bacl.engine.freeze.train_mode``)."""
+    return [layer for sub in module.modules() if isinstance(sub, NormEvalBackboneWithFPN)
+            for layer in sub.body.modules() if isinstance(layer, _BatchNorm)]
+
+
+def _resnet_with_fpn(name: str, *, weights, norm: str, trainable_layers: int) -> BackboneWithFPN:
+    """ResNet trunk with FPN P2-P5 + max-pooled P6 (the reference's ``num_outs=5``)."""
+    arch = _RESNETS[name][0].__name__
+    if norm != "norm_eval":
+        norm_layer = FrozenBatchNorm2d if norm == "frozen" else nn.BatchNorm2d
+        return resnet_fpn_backbone(
+            backbone_name=arch, weights=weights, norm_layer=norm_layer, trainable_layers=trainable_layers
+        )
+    trunk = _RESNETS[name][0](weights=weights, norm_layer=nn.BatchNorm2d)
+    trainable = _STAGES_FROM_TOP[:trainable_layers] + (("bn1",) if trainable_layers == 5 else ())
+    for param_name, param in trunk.named_parameters():
+        param.requires_grad_(param_name.startswith(trainable))
+    return NormEvalBackboneWithFPN(
+        trunk,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=[256, 512, 1024, 2048],
+        out_channels=256,
+        extra_blocks=LastLevelMaxPool(),
+    )
+
+
+def _init_fpn(fpn: nn.Module, mode: str) -> None:
+    """``"xavier"``: xavier-uniform weights, zero biases for every conv of ``fpn``;
+    ``"torchvision"``: leave torchvision's initialisation."""
+    if mode == "torchvision":
+        return
+    for module in fpn.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def _load_state_dict(path: str) -> dict[str, torch.Tensor]:

@@ -11,10 +11,16 @@ Presets:
   1024-d two-FC head, 512 RoIs per image with 25 % positives, RPN keeps 2000 proposals
   in training and 1000 at test, multi-scale training (shorter side 640..800 step 32,
   longer side up to 1333), 800 at test, score threshold 1e-4, NMS 0.5, 300 detections,
-  adaptive RoIAlign sampling (mmdetection's ``sampling_ratio=0``).
+  adaptive RoIAlign sampling (mmdetection's ``sampling_ratio=0``), anchors 32..512 at
+  strides 4..64.
 - ``synthetic_small``: the CPU demo on ~160 px synthetic images: small backbone (FPN
   P2-P5, 32 channels), anchors 16..128 px, 256-d head, 128 RoIs per image, 500 RPN
   proposals.
+
+Settings where torchvision's defaults and the reference differ are keyword arguments of
+:func:`build_detector` whose defaults keep torchvision's behaviour (so the synthetic
+benchmark is unchanged); :data:`REFERENCE_SETTINGS` holds the reference's values, which
+the LVIS parameter files set. See ``docs/reference_parity.md``.
 """
 
 from __future__ import annotations
@@ -22,16 +28,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Optional, Union
 
-
+from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from ..losses.base import ClassificationLoss
-from .backbones import build_backbone
+from .anchors import FixedStrideAnchorGenerator
+from .backbones import BACKBONE_NORMS, FPN_INITS, build_backbone
 from .box_predictor import BoxPredictor
+from .roi_align import AlignedMultiScaleRoIAlign
 from .roi_heads import BACLRoIHeads
+from .rpn import RPN_BOX_LOSSES, BoxLossRegionProposalNetwork
 
 SizeSpec = Union[int, tuple[int, ...]]
 
@@ -51,6 +60,8 @@ class DetectorPreset:
     rpn_pre_nms_top_n_test: int
     rpn_post_nms_top_n_test: int
     box_batch_size_per_image: int
+    # Stride of each RPN level in input pixels (used by the "mmdet" anchors).
+    anchor_strides: tuple[int, ...]
     # RoIAlign level for a box of side s: floor(4 + log2(s / roi_canonical_scale)).
     roi_canonical_scale: int = 224
     # Samples per RoIAlign bin and axis; 0 = adaptive ceil(roi_size / 7), the reference's.
@@ -69,6 +80,7 @@ PRESETS: dict[str, DetectorPreset] = {
         rpn_pre_nms_top_n_test=1000,
         rpn_post_nms_top_n_test=1000,
         box_batch_size_per_image=512,
+        anchor_strides=(4, 8, 16, 32, 64),
     ),
     "synthetic_small": DetectorPreset(
         backbone="small_fpn",
@@ -86,6 +98,7 @@ PRESETS: dict[str, DetectorPreset] = {
         rpn_pre_nms_top_n_test=500,
         rpn_post_nms_top_n_test=300,
         box_batch_size_per_image=128,
+        anchor_strides=(4, 8, 16, 32),
         # Images are ~5x smaller than LVIS's 800 px, so map boxes to levels 4x earlier
         # (14-96 px objects spread over P2-P4 instead of all landing on P2).
         roi_canonical_scale=56,
@@ -95,6 +108,21 @@ PRESETS: dict[str, DetectorPreset] = {
     ),
 }
 PRESETS["r101_fpn"] = replace(PRESETS["r50_fpn"], backbone="resnet101_fpn")
+
+ANCHOR_LAYOUTS = ("torchvision", "mmdet")
+BOX_HEAD_INITS = ("torchvision", "xavier")
+
+#: The reference's value of every setting :func:`build_detector` can switch (mmdetection
+#: 2.8 + mmcv 1.2.x with ``configs/_base_/models/faster_rcnn_r50_fpn.py``); the defaults
+#: of :func:`build_detector` are torchvision's.
+REFERENCE_SETTINGS: dict[str, object] = {
+    "roi_align_aligned": True,  # mmcv RoIAlign's default
+    "backbone_norm": "norm_eval",  # ResNet(norm_eval=True, frozen_stages=1)
+    "rpn_box_loss": "l1",  # RPNHead loss_bbox=L1Loss
+    "box_head_init": "xavier",  # ConvFCBBoxHead.init_weights: xavier-uniform shared FCs
+    "fpn_init": "xavier",  # FPN.init_weights: xavier-uniform convs
+    "anchors": "mmdet",  # AnchorGenerator: exact base anchors, fixed strides
+}
 
 
 def build_detector(
@@ -116,6 +144,12 @@ def build_detector(
     box_batch_size_per_image: Optional[int] = None,
     box_positive_fraction: float = 0.25,
     class_agnostic_bbox: bool = False,
+    roi_align_aligned: bool = False,
+    backbone_norm: Optional[str] = None,
+    rpn_box_loss: str = "smooth_l1",
+    box_head_init: str = "torchvision",
+    fpn_init: str = "torchvision",
+    anchors: str = "torchvision",
 ) -> FasterRCNN:
     """Build a Faster R-CNN whose RoI heads train with ``loss``.
 
@@ -136,6 +170,21 @@ def build_detector(
             image); ``None``: the preset's.
         box_batch_size_per_image, box_positive_fraction: RoI sampling.
         class_agnostic_bbox: one box regressor shared by all classes.
+        roi_align_aligned: RoIAlign with ``aligned=True`` (mmcv's default, the
+            reference's) instead of torchvision's ``aligned=False``.
+        backbone_norm: ResNet BatchNorm, ``"frozen"``, ``"norm_eval"`` (the reference's)
+            or ``"train"``; ``None``: frozen with pretrained weights, train without (see
+            :func:`~bacl.models.backbones.build_backbone`).
+        rpn_box_loss: ``"smooth_l1"`` (torchvision's, beta 1/9) or ``"l1"`` (the
+            reference's); both summed over sampled positives / sampled anchors.
+        box_head_init: the two shared FCs: ``"torchvision"`` (``nn.Linear``'s default)
+            or ``"xavier"`` (xavier-uniform weights, zero biases; the reference's).
+        fpn_init: FPN convolutions, ``"torchvision"`` or ``"xavier"`` (the reference's).
+        anchors: ``"torchvision"`` (base anchors rounded, strides inferred from the
+            feature sizes) or ``"mmdet"`` (exact base anchors at the preset's fixed
+            strides: mmdetection 2.x's, which a converted reference checkpoint needs).
+
+    :data:`REFERENCE_SETTINGS` lists the reference's value of the last six arguments.
 
     Returns a torchvision ``FasterRCNN``; in training ``model(images, targets)`` returns
     ``{"loss_objectness", "loss_rpn_box_reg", "loss_cls", "loss_box_reg", ...}``, in eval
@@ -145,22 +194,45 @@ def build_detector(
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     if loss.num_classes != num_classes:
         raise ValueError(f"loss has {loss.num_classes} classes, detector {num_classes}")
+    _check_choice("backbone_norm", backbone_norm, (None, *BACKBONE_NORMS))
+    _check_choice("rpn_box_loss", rpn_box_loss, RPN_BOX_LOSSES)
+    _check_choice("box_head_init", box_head_init, BOX_HEAD_INITS)
+    _check_choice("fpn_init", fpn_init, FPN_INITS)
+    _check_choice("anchors", anchors, ANCHOR_LAYOUTS)
     p = PRESETS[preset]
 
     def pick(value, default):
         return default if value is None else value
 
     backbone = build_backbone(
-        name=p.backbone, pretrained=pretrained_backbone, trainable_layers=trainable_backbone_layers
+        name=p.backbone, pretrained=pretrained_backbone, trainable_layers=trainable_backbone_layers,
+        norm=backbone_norm, fpn_init=fpn_init,
     )
-    anchor_generator = AnchorGenerator(p.anchor_sizes, ((0.5, 1.0, 2.0),) * len(p.anchor_sizes))
-    box_roi_pool = MultiScaleRoIAlign(
-        featmap_names=[str(i) for i in range(4)],
-        output_size=7,
-        sampling_ratio=p.roi_sampling_ratio,
-        canonical_scale=p.roi_canonical_scale,
-    )
+    aspect_ratios = ((0.5, 1.0, 2.0),) * len(p.anchor_sizes)
+    if anchors == "mmdet":
+        anchor_generator: AnchorGenerator = FixedStrideAnchorGenerator(
+            sizes=p.anchor_sizes, aspect_ratios=aspect_ratios, strides=p.anchor_strides
+        )
+    else:
+        anchor_generator = AnchorGenerator(p.anchor_sizes, aspect_ratios)
+    featmap_names = [str(i) for i in range(4)]
+    if roi_align_aligned:
+        box_roi_pool: MultiScaleRoIAlign = AlignedMultiScaleRoIAlign(
+            featmap_names=featmap_names, output_size=7, sampling_ratio=p.roi_sampling_ratio,
+            aligned=True, canonical_scale=p.roi_canonical_scale,
+        )
+    else:
+        box_roi_pool = MultiScaleRoIAlign(
+            featmap_names=featmap_names,
+            output_size=7,
+            sampling_ratio=p.roi_sampling_ratio,
+            canonical_scale=p.roi_canonical_scale,
+        )
     box_head = TwoMLPHead(backbone.out_channels * 7 * 7, p.representation_size)
+    if box_head_init == "xavier":
+        for fc in (box_head.fc6, box_head.fc7):
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.zeros_(fc.bias)
     box_predictor = BoxPredictor.for_loss(
         loss, in_channels=p.representation_size, class_agnostic_bbox=class_agnostic_bbox
     )
@@ -189,4 +261,24 @@ def build_detector(
         nms_thresh=nms_thresh,
         detections_per_img=detections_per_img,
     )
+    if rpn_box_loss != "smooth_l1":
+        stock = model.rpn
+        model.rpn = BoxLossRegionProposalNetwork(
+            stock.anchor_generator,
+            stock.head,
+            fg_iou_thresh=stock.proposal_matcher.high_threshold,
+            bg_iou_thresh=stock.proposal_matcher.low_threshold,
+            batch_size_per_image=stock.fg_bg_sampler.batch_size_per_image,
+            positive_fraction=stock.fg_bg_sampler.positive_fraction,
+            pre_nms_top_n=dict(stock._pre_nms_top_n),
+            post_nms_top_n=dict(stock._post_nms_top_n),
+            nms_thresh=stock.nms_thresh,
+            score_thresh=stock.score_thresh,
+            box_loss=rpn_box_loss,
+        )
     return model
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; known: {[c for c in choices if c is not None]}")

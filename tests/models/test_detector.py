@@ -196,3 +196,74 @@ def test_overrides_reach_the_parts():
     assert model.rpn._post_nms_top_n["training"] == 300
     softmax_model = small_detector("softmax_ce")
     assert softmax_model.roi_heads.box_predictor.cls_score.bias.abs().max() == 0
+
+
+# ---------------------------------------------------------------- the reference's settings
+
+
+def test_defaults_keep_torchvisions_parts():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+    from torchvision.ops import MultiScaleRoIAlign
+
+    for model in (small_detector(), build_detector(preset="r50_fpn", num_classes=C,
+                                                   loss=build_loss("bce", num_classes=C))):
+        assert type(model.roi_heads.box_roi_pool) is MultiScaleRoIAlign
+        assert type(model.rpn.anchor_generator) is AnchorGenerator
+        assert type(model.rpn) is RegionProposalNetwork
+    assert type(model.backbone) is BackboneWithFPN
+
+
+def test_todays_settings_spelled_out_build_the_same_model():
+    default = small_detector()
+    explicit = small_detector(roi_align_aligned=False, backbone_norm=None, rpn_box_loss="smooth_l1",
+                              box_head_init="torchvision", fpn_init="torchvision", anchors="torchvision")
+    assert default.state_dict().keys() == explicit.state_dict().keys()
+    assert all(torch.equal(v, explicit.state_dict()[k]) for k, v in default.state_dict().items())
+
+
+def test_reference_settings_build_the_reference_parts():
+    import inspect
+    import math
+
+    from bacl.models.anchors import FixedStrideAnchorGenerator
+    from bacl.models.backbones import NormEvalBackboneWithFPN, norm_eval_layers
+    from bacl.models.detector import REFERENCE_SETTINGS
+    from bacl.models.roi_align import AlignedMultiScaleRoIAlign
+    from bacl.models.rpn import BoxLossRegionProposalNetwork
+
+    assert set(REFERENCE_SETTINGS) <= set(inspect.signature(build_detector).parameters)
+    torch.manual_seed(0)
+    model = build_detector(preset="r50_fpn", num_classes=C, loss=build_loss("bce", num_classes=C),
+                           min_size=64, max_size=64, **REFERENCE_SETTINGS)
+    pool = model.roi_heads.box_roi_pool
+    assert isinstance(pool, AlignedMultiScaleRoIAlign) and pool.aligned and pool.sampling_ratio == 0
+    assert isinstance(model.rpn.anchor_generator, FixedStrideAnchorGenerator)
+    assert model.rpn.anchor_generator.strides == (4, 8, 16, 32, 64)
+    assert isinstance(model.rpn, BoxLossRegionProposalNetwork) and model.rpn.box_loss == "l1"
+    assert isinstance(model.backbone, NormEvalBackboneWithFPN)
+    fc6 = model.roi_heads.box_head.fc6  # 12544 -> 1024
+    assert not fc6.bias.any() and not model.roi_heads.box_head.fc7.bias.any()
+    assert fc6.weight.abs().max() <= math.sqrt(6 / (12544 + 1024))
+    assert fc6.weight.abs().max() > 1.5 / math.sqrt(12544)  # beyond nn.Linear's default bound
+    assert not any(m.bias.any() for m in model.backbone.fpn.modules() if isinstance(m, torch.nn.Conv2d))
+
+    images, targets = random_batch(num_images=1, size=64, boxes_per_image=1)
+    model.train()
+    assert not any(m.training for m in norm_eval_layers(model))
+    before = {k: v.clone() for k, v in model.backbone.body.state_dict().items()}
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(torch.equal(v, before[k]) for k, v in model.backbone.body.state_dict().items())
+    assert model.backbone.body.layer3[0].bn1.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        check_detections(model(images), 1, 64)
+
+
+@pytest.mark.parametrize("argument", ["backbone_norm", "rpn_box_loss", "box_head_init", "fpn_init", "anchors"])
+def test_unknown_setting_values(argument):
+    with pytest.raises(ValueError, match=argument):
+        small_detector(**{argument: "nonsense"})
