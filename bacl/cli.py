@@ -1,4 +1,4 @@
-"""``bacl download | data | train | evaluate | predict | demo | preset``: thin entry points over the package.
+"""``bacl download | data | train | evaluate | predict | demo | preset | convert-mmdet``: thin entry points over the package.
 
 Every command reads a params file (``--config``, default ``params.yaml`` when present)
 and accepts ``--set section.key=value`` overrides, validated with errors naming the key.
@@ -157,6 +157,25 @@ def cmd_demo(args: argparse.Namespace) -> None:
     log.info("demo finished in %.1f min; metrics in %s", (time.perf_counter() - tic) / 60, out_dir / "metrics.json")
 
 
+def cmd_convert_mmdet(args: argparse.Namespace) -> None:
+    from .engine.build import build_classification_loss, build_model
+    from .models.mmdet_checkpoint import convert_mmdet_checkpoint
+
+    # The trunk's weights come from the checkpoint: never fetch ImageNet weights first.
+    params = load_params(args.config, [*args.overrides, "model.pretrained_backbone=null"])
+    settings = params.stage(args.stage)
+
+    def build(num_classes: int):
+        loss = build_classification_loss(settings.loss, losses=params.losses, num_classes=num_classes)
+        return build_model(params.model, num_classes=num_classes, loss=loss, stage=settings, test=params.evaluate)
+
+    annotations = Path(params.data.val_annotations)
+    names = _category_names(annotations) if annotations.is_file() else None
+    summary = convert_mmdet_checkpoint(args.source, args.output, build_model=build, params=params.to_dict(),
+                                       stage=args.stage, category_names=names)
+    print(summary.describe())
+
+
 def cmd_preset(args: argparse.Namespace) -> None:
     from .atomic_io import atomic_write
     from .params import render_params
@@ -241,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(p)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("convert-mmdet", help="convert an mmdetection 2.x Faster R-CNN checkpoint (the reference's "
+                                             "released models) for bacl evaluate")
+    _add_params_args(p)
+    p.add_argument("source", help="the mmdetection .pth file")
+    p.add_argument("output", help="where to write the converted checkpoint")
+    p.add_argument("--stage", choices=STAGE_NAMES, default="classifier",
+                   help="the stage whose loss scores the model: classifier (BACL: FCBL), baseline (the seed's "
+                        "softmax baseline in the LVIS presets)")
+    p.set_defaults(func=cmd_convert_mmdet)
 
     p = sub.add_parser("preset", help="write params.yaml from a preset (synthetic, or a file of configs/)")
     p.add_argument("name", help="synthetic, a name in configs/ (e.g. lvis_v1_r50_fpn) or a preset file")

@@ -7,7 +7,7 @@ import pytest
 
 from bacl.cli import build_parser, main
 
-COMMANDS = ["data", "train", "evaluate", "predict", "demo", "preset"]
+COMMANDS = ["download", "data", "train", "evaluate", "predict", "demo", "preset", "convert-mmdet"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -138,3 +138,27 @@ def test_train_evaluate_predict_end_to_end(tiny_lvis, tmp_path, capsys):
                  str(tiny_lvis["image_root"] / "val"), "--output", str(out), "--score-threshold", "0",
                  "--draw", str(tmp_path / "drawn")]) == 0
     assert isinstance(json.loads(out.read_text()), list)
+
+
+def test_convert_an_mmdetection_checkpoint_and_load_it(tmp_path, monkeypatch, capsys):
+    """`bacl convert-mmdet` with an LVIS preset: every tensor mapped, and bacl's loader takes the result."""
+    import torch
+
+    from bacl.evaluation.inference import load_trained_model
+
+    from .models.mmdet_reference import mmdet_faster_rcnn_shapes, random_state, save_mmdet_checkpoint
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    state = random_state(mmdet_faster_rcnn_shapes(fcbl=True, fhm=True))
+    source = save_mmdet_checkpoint(tmp_path / "bacl_r50.pth", state)
+    out = tmp_path / "converted.pt"
+    assert main(["convert-mmdet", str(source), str(out), "--config", "configs/lvis_v1_r50_fpn.yaml",
+                 "--set", "evaluate.min_size=64", "--set", "evaluate.max_size=96",
+                 "--set", "data.dataset=synthetic", "--set", f"data.root={tmp_path}"]) == 0  # 5 classes, not 1,203
+    assert "dropped (training-only)" in capsys.readouterr().out
+    model, params, num_classes = load_trained_model(out, device=torch.device("cpu"))
+    assert params.model.anchors == "mmdet" and params.model.pretrained_backbone is None
+    torch.testing.assert_close(model.roi_heads.box_predictor.cls_score.weight, state["roi_head.bbox_head.fc_cls.weight"])
+    with torch.no_grad():
+        detections = model([torch.rand(3, 64, 80)])
+    assert set(detections[0]) == {"boxes", "labels", "scores"}

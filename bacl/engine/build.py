@@ -120,6 +120,8 @@ def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLos
     detector = build_detector(
         preset=model.preset, num_classes=num_classes, loss=loss, min_size=train_sizes,
         max_size=train_max_size, pretrained_backbone=model.pretrained_backbone,
+        roi_align_aligned=model.roi_align_aligned, backbone_norm=model.backbone_norm, rpn_box_loss=model.rpn_box_loss,
+        box_head_init=model.box_head_init, fpn_init=model.fpn_init, anchors=model.anchors,
         detections_per_img=test.detections_per_img, score_thresh=test.score_thresh, nms_thresh=test.nms_thresh,
     )
     detector.transform = TrainTestSizeTransform(

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from .section import Section, Str
+from .section import Bool, Section, Str
 
 PRESETS = ("synthetic_small", "r50_fpn", "r101_fpn")
 
@@ -21,3 +21,15 @@ class ModelParams(Section):
         "synthetic_small", description="synthetic_small (CPU, from scratch) | r50_fpn | r101_fpn")
     pretrained_backbone: Optional[Str] = Field(
         None, description="null (random init) | imagenet (torchvision weights) | path to a state dict")
+    # The reference's details (docs/reference_parity.md); the LVIS presets set each to the reference's value.
+    roi_align_aligned: Bool = Field(False, description="RoIAlign with mmcv's half-pixel alignment (the reference: true)")
+    backbone_norm: Optional[Literal["frozen", "norm_eval", "train"]] = Field(
+        None, description="ResNet BatchNorm; null = frozen with pretrained weights, train without (the reference: "
+                          "norm_eval: statistics frozen, affine weights train)")
+    rpn_box_loss: Literal["smooth_l1", "l1"] = Field("smooth_l1", description="RPN box loss (the reference: l1)")
+    box_head_init: Literal["torchvision", "xavier"] = Field(
+        "torchvision", description="initialisation of the two shared box-head FCs (the reference: xavier)")
+    fpn_init: Literal["torchvision", "xavier"] = Field(
+        "torchvision", description="initialisation of the FPN convolutions (the reference: xavier)")
+    anchors: Literal["torchvision", "mmdet"] = Field(
+        "torchvision", description="torchvision: rounded base anchors; mmdet: the reference's exact ones")
