@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from ..engine.checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint
 from ..losses.fcbl import FCBL
 from ..models.feature_hallucination import FeatureHallucination
 from ..params import STAGE_NAMES, ParamError, params_from_dict

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..params import ParamError, Params
 from .build import build_hallucinator
-from .checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from .freeze import freeze_except
 from .runtime import Runtime
 

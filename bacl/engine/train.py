@@ -29,7 +29,7 @@ from ..atomic_io import atomic_write
 from ..data.summary import sha256_of
 from ..params import ParamError, Params
 from .build import build_classification_loss, build_model, build_train_dataset, build_train_loader, training_statistics
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
 from .curves import CURVES_DIR, TrainingCurves
 from .loop import train_one_epoch
 from .runtime import Runtime, rng_state, set_rng_state, setup_runtime

@@ -13,7 +13,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
 from ..engine.build import apply_test_settings, build_classification_loss, build_model
-from ..engine.checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..engine.stages import TRAINING_ONLY
 from ..data.lvis_dataset import ImageFileError
 from ..distributed import get_world_size, is_main_process

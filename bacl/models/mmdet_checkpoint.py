@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.checkpoint import save_checkpoint
+from ..checkpoint import save_checkpoint
 from ..errors import BaclError, MissingFileError
 from .mmdet_config import MMDetConfigError, check_detector_against_config, parse_config_text, resnet_depth
 

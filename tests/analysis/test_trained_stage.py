@@ -5,7 +5,7 @@ import torch
 
 from bacl.analysis import trained_stage
 from bacl.analysis.errors import AnalysisInputError, MissingStatisticsError
-from bacl.engine.checkpoint import load_checkpoint
+from bacl.checkpoint import load_checkpoint
 from bacl.errors import BaclError
 from bacl.losses.fcbl import FCBL
 from bacl.models.feature_hallucination import FeatureHallucination

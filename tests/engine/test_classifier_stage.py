@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bacl.cli import main
-from bacl.engine.checkpoint import load_checkpoint
+from bacl.checkpoint import load_checkpoint
 from bacl.engine.train import train
 from bacl.evaluation.inference import load_trained_model
 from bacl.losses import build_loss

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bacl.engine.checkpoint import load_checkpoint
+from bacl.checkpoint import load_checkpoint
 from bacl.engine.freeze import freeze_except, train_mode
 from bacl.engine.stages import STAGE_STATE, STAGES
 from bacl.engine.train import train

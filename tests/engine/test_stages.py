@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bacl.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bacl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from bacl.engine.stages import (CLASSIFIER_STAGE_TRAINABLE, STAGES, init_checkpoint, load_initial_weights,
                                 stale_reason)
 from bacl.engine.train import train

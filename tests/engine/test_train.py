@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from bacl.engine.checkpoint import load_checkpoint
+from bacl.checkpoint import load_checkpoint
 from bacl.engine.train import train
 from bacl.params import ParamError, load_params
 

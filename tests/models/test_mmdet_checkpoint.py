@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bacl.engine.checkpoint import load_checkpoint
+from bacl.checkpoint import load_checkpoint
 from bacl.errors import BaclError, MissingFileError
 from bacl.models.mmdet_checkpoint import (TRAINING_ONLY_KEYS, MMDetCheckpointError, checkpoint_depth,
                                           convert_mmdet_checkpoint, convert_mmdet_state_dict, load_mmdet_checkpoint)

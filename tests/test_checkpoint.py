@@ -3,7 +3,7 @@ import pickle
 import pytest
 import torch
 
-from bacl.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from bacl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):

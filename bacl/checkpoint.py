@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from ..atomic_io import atomic_write
-from ..errors import BaclError
+from .atomic_io import atomic_write
+from .errors import BaclError
 
 FORMAT_VERSION = 1
 
