@@ -1,4 +1,4 @@
-"""Time bacl's ``evaluate_lvis`` against the official lvis-api on LVIS-sized files.
+"""Time bacl's evaluators against the reference implementations on LVIS-sized files.
 
 Generates, with a fixed seed and in a temporary folder (nothing is downloaded), an
 LVIS-v1-like ground-truth file (1203 categories with r/c/f frequencies and
@@ -6,30 +6,49 @@ LVIS-v1-like ground-truth file (1203 categories with r/c/f frequencies and
 sizes, ``neg_category_ids`` / ``not_exhaustive_category_ids``) and a results file
 with a fixed number of detections per image: jittered copies of ground-truth boxes
 (right or confusable category, high scores) mixed with random boxes (mostly low
-scores). Both evaluators then read the same two files; the times include reading
-them. Usage::
+scores). Every evaluator reads the same two files; the times include reading them.
+
+Modes (``--modes``), each timed against its reference:
+
+- ``lvis``: ``evaluate_lvis`` (300 per image) against lvis-api 0.5.3's ``LVISEval``;
+- ``fixed``: ``evaluate_fixed_ap`` against the authors' definition (large-vocab-devil
+  ``scripts/evaluate_ap_fixed.py``): each category's K best by a stable Python sort,
+  then lvis-api with no per-image cap;
+- ``pooled``: ``evaluate_pooled_ap`` against the authors' ``LVISPooledEval`` when
+  ``--devil-checkout`` points to a checkout of github achalddave/large-vocab-devil
+  (its ``lvdevil/eval_wrapper.py`` is imported from there; the package is not
+  installed), otherwise without a reference.
+
+Every mode's time is also given as a ratio to bacl's ``lvis`` mode in the same run;
+bacl's times are the best of ``--repeats`` rounds (each round runs every mode once,
+after one untimed warm-up run), the references' a single run.
+K defaults to half a detection per class and image (``scaled_max_dets_per_class``).
+Each reference runs in a child process, so that its memory is returned. Usage::
 
     python benchmarks/evaluator_speed.py                      # 5000 images x 300 dets
     python benchmarks/evaluator_speed.py --images 500 --skip-reference
+    python benchmarks/evaluator_speed.py --images 2000 --devil-checkout ../large-vocab-devil
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 # LVIS v1 has 337 rare, 461 common and 405 frequent categories.
 FREQUENCY_COUNTS = {"r": 337, "c": 461, "f": 405}
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+MODES = ("lvis", "fixed", "pooled")
 
 
 def make_categories(rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -121,35 +140,95 @@ def make_dataset(rng: np.random.Generator, num_images: int,
     return gt, dets
 
 
-def run_reference(gt_path: str, dt_path: str, max_dets: int) -> dict[str, Any]:
-    """The official lvis-api on the two files; returns summary and per-class AP."""
+def _lvis_api() -> Any:
     if not hasattr(np, "float"):
         # lvis 0.5.3 uses the alias removed in numpy 1.24; only this script patches it.
         np.float = float  # type: ignore[attr-defined]
-    from lvis import LVIS, LVISEval, LVISResults
+    import lvis
 
-    gt = LVIS(gt_path)
-    dt = LVISResults(gt, dt_path, max_dets=max_dets)
-    ev = LVISEval(gt, dt, iou_type="bbox")
-    ev.params.max_dets = max_dets
-    ev.run()
+    return lvis
+
+
+def _per_class_budget(results: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The authors' budget: per category (first appearance order), a stable sort by
+    score, descending, cut at k."""
+    by_cat: dict[int, list[dict[str, Any]]] = {}
+    for det in results:
+        by_cat.setdefault(det["category_id"], []).append(det)
+    return [d for dets in by_cat.values() for d in sorted(dets, key=lambda d: d["score"], reverse=True)[:k]]
+
+
+def _lvis_eval_outputs(ev: Any) -> dict[str, Any]:
     precision = ev.eval["precision"][:, :, :, 0]
     per_class = [float(np.mean(p[p > -1])) if (p > -1).any() else None
                  for p in np.moveaxis(precision, 2, 0)]
     return {"summary": {k: float(ev.results[k]) for k in SUMMARY_KEYS}, "per_class": per_class}
 
 
-def run_ours(gt_path: str, dt_path: str, max_dets: int) -> dict[str, Any]:
-    from bacl.evaluation.lvis_eval import evaluate_lvis
+def run_reference(mode: str, gt_path: str, dt_path: str, budget: int,
+                  devil_checkout: str | None) -> dict[str, Any]:
+    """The reference of ``mode`` on the two files: summary, per-class AP (None where
+    the protocol has none) and the wall time in seconds."""
+    tic = time.perf_counter()
+    lvis = _lvis_api()
+    gt = lvis.LVIS(gt_path)
+    if mode == "lvis":
+        dt = lvis.LVISResults(gt, dt_path, max_dets=budget)
+        ev = lvis.LVISEval(gt, dt, iou_type="bbox")
+        ev.params.max_dets = budget
+        ev.run()
+        out = _lvis_eval_outputs(ev)
+    else:
+        with open(dt_path) as f:
+            results = _per_class_budget(json.load(f), budget)
+        dt = lvis.LVISResults(gt, results, max_dets=-1)
+        if mode == "fixed":
+            ev = lvis.LVISEval(gt, dt, iou_type="bbox")
+            ev.params.max_dets = -1
+            ev.run()
+            out = _lvis_eval_outputs(ev)
+        else:
+            sys.path.insert(0, devil_checkout)
+            from lvdevil.eval_wrapper import LVISPooledEval
 
-    metrics = evaluate_lvis(annotations=gt_path, detections=dt_path, max_dets=max_dets)
-    return {"summary": {k: metrics[k] for k in SUMMARY_KEYS},
-            "per_class": [c["AP"] for c in metrics["per_class"]], "metrics": metrics}
+            ev = LVISPooledEval(gt, dt, iou_type="bbox", pools=["all", "r", "c", "f"])
+            ev.params.max_dets = -1
+            ev.run()
+            summary = {"AP": ev.results["AP-pooled-all"]}
+            summary.update({f"AP{p}": ev.results[f"AP-pooled-{p}"] for p in "rcf"})
+            summary.update(AP50=ev._summarize_pool("ap", 0, iou_thr=0.5),
+                           AP75=ev._summarize_pool("ap", 0, iou_thr=0.75))
+            for key, area in (("APs", "small"), ("APm", "medium"), ("APl", "large")):
+                summary[key] = ev._summarize_pool("ap", 0, area_rng=area)
+            out = {"summary": {k: float(v) for k, v in summary.items()}, "per_class": None}
+    out["seconds"] = time.perf_counter() - tic
+    return out
+
+
+def run_ours(mode: str, gt_path: str, dt_path: str, budget: int) -> dict[str, Any]:
+    """bacl's evaluator of ``mode``, once, with its wall time in seconds."""
+    from bacl.evaluation.protocols import evaluate_detections
+
+    tic = time.perf_counter()
+    metrics = evaluate_detections(annotations=gt_path, detections=dt_path, protocol=mode,
+                                  max_dets=budget, max_dets_per_class=budget)
+    seconds = time.perf_counter() - tic
+    per_class = [c["AP"] for c in metrics["per_class"]] if "per_class" in metrics else None
+    return {"summary": {k: metrics[k] for k in SUMMARY_KEYS}, "per_class": per_class,
+            "metrics": metrics, "seconds": seconds}
+
+
+def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` in a fresh process (its memory goes back to the system after)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def max_abs_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
     """Largest difference over summary and per-class numbers; inf if null-ness differs."""
     diffs = [abs(a["summary"][k] - b["summary"][k]) for k in SUMMARY_KEYS]
+    if a["per_class"] is None or b["per_class"] is None:
+        return max(diffs)
     for x, y in zip(a["per_class"], b["per_class"], strict=True):
         if (x is None) != (y is None):
             return float("inf")
@@ -158,14 +237,31 @@ def max_abs_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
     return max(diffs)
 
 
+def _compared(out: dict[str, Any]) -> str:
+    n = len([x for x in out["per_class"] if x is not None]) if out["per_class"] is not None else 0
+    return f"summary + {n} per-class APs" if n else "summary"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--dets-per-image", type=int, default=300)
+    parser.add_argument("--dets-per-class", type=int, default=None,
+                        help="K of the fixed and pooled modes (default: half the images)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-reference", action="store_true",
-                        help="time only bacl's evaluator")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="bacl's times are the best of this many rounds (references run once)")
+    parser.add_argument("--skip-reference", action="store_true", help="time only bacl's evaluators")
+    parser.add_argument("--devil-checkout", default=None,
+                        help="a checkout of achalddave/large-vocab-devil: its LVISPooledEval is "
+                             "the pooled mode's reference")
     args = parser.parse_args()
+    from bacl.evaluation.protocols import scaled_max_dets_per_class
+
+    per_class = args.dets_per_class or scaled_max_dets_per_class(args.images)
+    budgets = {"lvis": args.dets_per_image, "fixed": per_class, "pooled": per_class}
+    modes = ["lvis"] + [m for m in args.modes if m != "lvis"]  # the baseline of the ratios
 
     load = " | load avg %.1f %.1f %.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
@@ -174,6 +270,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     gt, dets = make_dataset(rng, args.images, args.dets_per_image)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         gt_path, dt_path = str(Path(tmp) / "gt.json"), str(Path(tmp) / "dets.json")
         with open(gt_path, "w") as f:
@@ -183,23 +280,47 @@ def main() -> None:
         del gt, dets
         print(f"data: {args.images} images, {args.dets_per_image} detections per image, "
               f"results file {os.path.getsize(dt_path) / 2**20:.0f} MiB "
-              f"(generated in {time.perf_counter() - t0:.1f} s)")
-
-        t0 = time.perf_counter()
-        ours = run_ours(gt_path, dt_path, args.dets_per_image)
-        t_ours = time.perf_counter() - t0
-        print(f"bacl evaluate_lvis: {t_ours:.2f} s  AP={ours['summary']['AP']:.4f} "
-              f"APr={ours['summary']['APr']:.4f} APc={ours['summary']['APc']:.4f} "
-              f"APf={ours['summary']['APf']:.4f}")
-        if args.skip_reference:
-            return
-        t0 = time.perf_counter()
-        ref = run_reference(gt_path, dt_path, args.dets_per_image)
-        t_ref = time.perf_counter() - t0
-        print(f"lvis-api LVISEval:  {t_ref:.2f} s  AP={ref['summary']['AP']:.4f}")
-        print(f"speed-up: {t_ref / t_ours:.1f}x")
-        print(f"max abs diff (summary + {len(ref['per_class'])} per-class APs): "
-              f"{max_abs_diff(ours, ref):.3g}")
+              f"(generated in {time.perf_counter() - t0:.1f} s); per-class budget K = {per_class}")
+        run_ours("lvis", gt_path, dt_path, budgets["lvis"])  # warm-up (imports, file cache)
+        # Rounds interleave the modes, so that a change in the machine's load hits all alike.
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+        for _ in range(args.repeats):
+            for mode in modes:
+                runs[mode].append(run_ours(mode, gt_path, dt_path, budgets[mode]))
+        base = min(r["seconds"] for r in runs["lvis"])
+        for mode in modes:
+            ours = min(runs[mode], key=lambda r: r["seconds"])
+            median = float(np.median([r["seconds"] for r in runs[mode]]))
+            s = ours["summary"]
+            print(f"{mode:6s} bacl: {ours['seconds']:.2f} s best, {median:.2f} s median of "
+                  f"{args.repeats} ({ours['seconds'] / base:.2f}x bacl lvis), "
+                  f"{ours['metrics']['num_detections']} detections evaluated, AP={s['AP']:.4f} "
+                  f"APr={s['APr']:.4f} APc={s['APc']:.4f} APf={s['APf']:.4f}", flush=True)
+            row = {"mode": mode, "budget": budgets[mode], "ours": ours, "ref": None}
+            has_reference = mode != "pooled" or args.devil_checkout is not None
+            if not args.skip_reference and has_reference and mode in args.modes:
+                ref = in_child(run_reference, mode, gt_path, dt_path, budgets[mode], args.devil_checkout)
+                row["ref"] = ref
+                print(f"{mode:6s} reference: {ref['seconds']:.2f} s, speed-up "
+                      f"{ref['seconds'] / ours['seconds']:.1f}x, max abs diff ({_compared(ref)}): "
+                      f"{max_abs_diff(ours, ref):.3g}", flush=True)
+            if mode in args.modes:
+                rows.append(row)
+    print()
+    print("| mode | budget | detections evaluated | bacl (s) | vs bacl lvis | reference (s) "
+          "| speed-up | max abs diff |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        ours, ref = row["ours"], row["ref"]
+        budget = (f"{row['budget']} / image" if row["mode"] == "lvis" else f"{row['budget']} / class")
+        cells = [row["mode"], budget, str(ours["metrics"]["num_detections"]), f"{ours['seconds']:.2f}",
+                 f"{ours['seconds'] / base:.2f}x"]
+        if ref is None:
+            cells += ["-", "-", "-"]
+        else:
+            cells += [f"{ref['seconds']:.2f}", f"{ref['seconds'] / ours['seconds']:.1f}x",
+                      f"{max_abs_diff(ours, ref):.3g}"]
+        print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()
 
 

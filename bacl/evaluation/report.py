@@ -1,11 +1,14 @@
-"""Views of a metrics dict: the summary table printed after evaluation, and the headline
-numbers alone (what a pipeline tracks as metrics)."""
+"""Views of a metrics dict: the summary table printed after evaluation, the headline
+numbers alone (what a pipeline tracks as metrics), and the protocol they were measured
+under."""
 
 from __future__ import annotations
 
 from typing import Any
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+#: The evaluation settings every metrics dict carries (None where a budget is not used).
+SETTING_KEYS = ("protocol", "max_dets", "max_dets_per_class")
 
 
 def _fmt(value: Any) -> str:
@@ -34,3 +37,22 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         if key in metrics:
             out[key] = int(metrics[key])
     return out
+
+
+def evaluation_settings(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The protocol and detection budgets of ``metrics`` (:data:`SETTING_KEYS`); a
+    metrics dict written before protocols existed is the LVIS protocol."""
+    out = {key: metrics.get(key) for key in SETTING_KEYS}
+    if out["protocol"] is None:
+        out["protocol"] = "lvis"
+    return out
+
+
+def describe_protocol(metrics: dict[str, Any]) -> str:
+    """One line naming the protocol and its budget, e.g. for a table's title."""
+    settings = evaluation_settings(metrics)
+    if settings["protocol"] == "lvis":
+        return f"LVIS protocol, at most {settings['max_dets']} detections per image"
+    name = {"fixed": "Fixed AP", "pooled": "pooled AP"}.get(settings["protocol"], settings["protocol"])
+    return (f"{name}, at most {settings['max_dets_per_class']} detections per class over the set, "
+            f"no per-image cap")

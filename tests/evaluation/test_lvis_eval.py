@@ -279,6 +279,7 @@ def test_output_fields_and_frequencies() -> None:
     # The category with ground truth but no detection scores 0.
     assert out["per_class"][ids.index(gt["categories"][0]["id"])]["AP"] == 0.0
     assert out["num_detections"] <= len(dets)
+    assert (out["protocol"], out["max_dets"], out["max_dets_per_class"]) == ("lvis", 300, None)
 
 
 def test_top_scored_per_image_matches_stable_python_sort() -> None:
