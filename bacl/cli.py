@@ -61,16 +61,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("final weights: %s", final)
 
 
-def _score_results_file(args: argparse.Namespace) -> dict:
-    from .evaluation.lvis_eval import evaluate_lvis, write_metrics
+def _evaluation_params(args: argparse.Namespace) -> Params:
+    """The parameters with the command line's evaluation flags laid over ``evaluate``."""
+    params = _params(args)
+    flags = {"detections_per_img": args.max_dets, "max_dets_per_class": args.max_dets_per_class,
+             "protocols": args.protocols}
+    changed = {key: value for key, value in flags.items() if value is not None}
+    if not changed:
+        return params
+    return params_from_dict(merge(params.to_dict(), {"evaluate": changed}), source="command line")
 
-    if args.annotations is None:
-        params = _params(args)
-        annotations, max_dets = params.data.val_annotations, params.evaluate.detections_per_img
-    else:
-        annotations = Path(args.annotations)
-        max_dets = args.max_dets if args.max_dets is not None else _params(args).evaluate.detections_per_img
-    metrics = evaluate_lvis(annotations=annotations, detections=args.detections, max_dets=max_dets)
+
+def _score_results_file(args: argparse.Namespace) -> dict:
+    from .evaluation.lvis_eval import write_metrics
+    from .evaluation.protocols import evaluate_protocols
+
+    params = _evaluation_params(args)
+    annotations = Path(args.annotations) if args.annotations else params.data.val_annotations
+    metrics = evaluate_protocols(annotations=annotations, budgets=params.evaluate.budgets(),
+                                 per_image=args.detections, per_class=args.detections)
     write_metrics(args.output or Path(args.detections).with_suffix(".metrics.json"), metrics)
     return metrics
 
@@ -78,10 +87,7 @@ def _score_results_file(args: argparse.Namespace) -> dict:
 def _evaluate_checkpoint(args: argparse.Namespace) -> dict:
     from .evaluation.checkpoint_eval import evaluate_checkpoint
 
-    params = _params(args)
-    if args.max_dets is not None:
-        params = params_from_dict(merge(params.to_dict(), {"evaluate": {"detections_per_img": args.max_dets}}),
-                                  source="--max-dets")
+    params = _evaluation_params(args)
     checkpoint = Path(args.checkpoint or Path(params.representation.output_dir) / "model_final.pt")
     output = Path(args.output or checkpoint.parent / "eval" / "metrics.json")
     return evaluate_checkpoint(params, checkpoint, device=args.device, output=output,
@@ -104,8 +110,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.per_class is not None:
         from .analysis.tail_gains import write_per_class_csv
 
-        write_per_class_csv(args.per_class, metrics)
-    print(format_metrics_table(metrics, title=f"LVIS box metrics (%), max {metrics.get('max_dets')} dets/image"))
+        write_per_class_csv(args.per_class, metrics)  # the headline protocol's per-class AP
+    from .evaluation.report import describe_protocol
+
+    for name, sub in metrics.get("protocols", {"": metrics}).items():
+        print(format_metrics_table(sub, title=f"Box metrics (%), {describe_protocol(sub)}"))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -238,7 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detections", default=None,
                    help="LVIS results json: a list of {image_id, category_id, bbox [x,y,w,h], score}")
     p.add_argument("--max-dets", type=int, default=None,
-                   help="detections per image kept (default: evaluate.detections_per_img)")
+                   help="detections per image kept by the lvis protocol (default: evaluate.detections_per_img)")
+    p.add_argument("--max-dets-per-class", type=int, default=None,
+                   help="detections per class kept by fixed and pooled AP (default: evaluate.max_dets_per_class)")
+    p.add_argument("--protocol", dest="protocols", action="append", default=None,
+                   help="lvis, fixed or pooled, optionally @budget, e.g. lvis@300 (repeatable; default: "
+                        "evaluate.protocols, the first is the headline)")
     p.add_argument("--output", default=None, help="where to write the metrics json")
     p.add_argument("--summary", default=None, metavar="JSON",
                    help="also write the headline numbers alone (AP, APr, ...) here, e.g. for dvc metrics")

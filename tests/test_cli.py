@@ -94,6 +94,12 @@ def test_evaluate_a_results_file(tiny_lvis, tmp_path, capsys):
     metrics = json.loads(out.read_text())
     assert metrics["AP"] == pytest.approx(1.0)
     assert "APr" in capsys.readouterr().out
+    assert main(["evaluate", "--annotations", str(tiny_lvis["val"]), "--detections", str(det_path),
+                 "--output", str(out), "--protocol", "pooled", "--protocol", "lvis@1", "--max-dets-per-class", "7"]) == 0
+    metrics = json.loads(out.read_text())
+    assert (metrics["protocol"], metrics["max_dets_per_class"], list(metrics["protocols"])) == (
+        "pooled", 7, ["pooled", "lvis@1"])
+    assert "pooled AP, at most 7 detections per class" in capsys.readouterr().out
 
 
 def test_evaluate_writes_headline_metrics_and_per_class_csv(tiny_lvis, tmp_path):
@@ -108,7 +114,9 @@ def test_evaluate_writes_headline_metrics_and_per_class_csv(tiny_lvis, tmp_path)
                  "--per-class", str(per_class)]) == 0
     headline = json.loads(summary.read_text())
     assert set(headline) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "num_images",
-                             "num_detections"}
+                             "num_detections", "protocol", "max_dets", "max_dets_per_class", "protocols"}
+    assert list(headline["protocols"]) == ["lvis", "lvis@300", "fixed", "pooled"]  # evaluate.protocols
+    assert headline["protocols"]["fixed"]["AP"] == pytest.approx(1.0)
     assert headline["AP"] == pytest.approx(1.0) and headline["APl"] is None  # undefined, not -1
     lines = per_class.read_text().splitlines()
     assert lines[0] == "category_id,name,frequency,image_count,AP"

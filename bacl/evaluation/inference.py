@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -82,18 +82,57 @@ def detections_to_lvis(
 
 
 @torch.inference_mode()
-def predict_dataset(model: torch.nn.Module, loader, *, device: torch.device, label_to_cat_id) -> list[dict[str, Any]]:
-    """Detections for every image of ``loader`` (sharded across processes, gathered on all)."""
+def predict_dataset(model: torch.nn.Module, loader, *, device: torch.device, label_to_cat_id,
+                    score_thresh: float, max_dets_per_img: Optional[int] = None,
+                    max_dets_per_class: Optional[int] = None) -> tuple[Optional[list], Optional[list]]:
+    """Detections for every image of ``loader`` (sharded across processes, gathered on all).
+
+    Returns ``(per_image, per_class)``: with ``max_dets_per_img``, the LVIS records of each
+    image's best detections scoring above ``score_thresh``; with ``max_dets_per_class``,
+    each class's best detections over the whole set, without a per-image cap and down to
+    the score floor of Fixed AP's inference (:mod:`bacl.evaluation.topk_per_class`). One pass
+    serves both: NMS decisions among the detections above a threshold do not depend on
+    those below it.
+    """
+    from .topk_per_class import MIN_SCORE, TopKPerClass
+
     model.eval()
+    heads = model.roi_heads
+    if max_dets_per_class is not None:
+        heads.score_thresh, heads.detections_per_img = min(MIN_SCORE, score_thresh), 10**9
+        num_classes = len(label_to_cat_id)
+        collector = TopKPerClass(num_classes=num_classes, k=max_dets_per_class,
+                                 category_ids=[label_to_cat_id[label] for label in range(1, num_classes + 1)])
+    else:
+        heads.score_thresh, heads.detections_per_img = score_thresh, max_dets_per_img
+        collector = None
     records: list[dict[str, Any]] = []
     for images, targets in tqdm(loader, desc="inference", disable=not is_main_process(), dynamic_ncols=True):
         outputs = model([img.to(device) for img in images])
-        records.extend(detections_to_lvis(outputs, [int(t["image_id"]) for t in targets], label_to_cat_id))
+        image_ids = [int(t["image_id"]) for t in targets]
+        if collector is not None:
+            for image_id, out in zip(image_ids, outputs):
+                collector.add(image_id, out["boxes"].cpu().numpy(), out["scores"].cpu().numpy(),
+                              out["labels"].cpu().numpy() - 1)
+        if max_dets_per_img is not None:
+            capped = [_best(out, score_thresh, max_dets_per_img) for out in outputs]
+            records.extend(detections_to_lvis(capped, image_ids, label_to_cat_id))
     if get_world_size() > 1:
-        gathered: list[list[dict[str, Any]]] = [None] * get_world_size()  # type: ignore[list-item]
-        dist.all_gather_object(gathered, records)
-        records = [r for part in gathered for r in part]
-    return records
+        gathered: list[Any] = [None] * get_world_size()
+        dist.all_gather_object(gathered, (records, collector))
+        records = [r for part, _ in gathered for r in part]
+        if collector is not None:
+            collector = gathered[0][1]
+            for _, other in gathered[1:]:
+                collector.merge(other)
+    per_class = collector.records() if collector is not None else None
+    return (records if max_dets_per_img is not None else None), per_class
+
+
+def _best(output: dict[str, torch.Tensor], score_thresh: float, limit: int) -> dict[str, torch.Tensor]:
+    """An image's detections scoring above ``score_thresh``, the ``limit`` best (outputs come sorted by score)."""
+    keep = (output["scores"] > score_thresh).nonzero().squeeze(1)[:limit]
+    return {key: value[keep] for key, value in output.items()}
 
 
 def list_images(folder: str | Path) -> list[Path]:

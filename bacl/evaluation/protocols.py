@@ -64,3 +64,30 @@ def scaled_max_dets_per_class(num_images: int) -> int:
     """
     num_images = check_positive_int("num_images", num_images)
     return math.ceil(num_images * DETECTIONS_PER_CLASS_PER_IMAGE)
+
+
+def evaluate_protocols(*, annotations: PathLike | Mapping[str, Any], budgets: Sequence[tuple[str, str, int]],
+                       per_image: Any = None, per_class: Any = None) -> dict[str, Any]:
+    """Every protocol of ``budgets`` (``(name, protocol, budget)``, see
+    :meth:`bacl.params.EvaluateParams.budgets`) in one metrics dict.
+
+    ``per_image`` holds detections with a per-image cap at least the largest ``lvis``
+    budget (an LVIS results list, file or dict of arrays), ``per_class`` detections without
+    a per-image cap holding each class's best ``fixed``/``pooled`` budget over the set.
+    The first protocol is the headline: its metrics are the top level of the result;
+    ``protocols`` maps every name to its metrics.
+    """
+    if not budgets:
+        raise EvaluationError("no protocol to evaluate")
+    results: dict[str, Any] = {}
+    for name, protocol, budget in budgets:
+        source = per_image if protocol == "lvis" else per_class
+        if source is None:
+            raise EvaluationError(f"protocol {name!r} needs {'per-image' if protocol == 'lvis' else 'per-class'} "
+                                  f"detections")
+        results[name] = evaluate_detections(annotations=annotations, detections=source, protocol=protocol,
+                                            max_dets=budget if protocol == "lvis" else DEFAULT_MAX_DETS,
+                                            max_dets_per_class=budget if protocol != "lvis"
+                                            else LVIS_MAX_DETS_PER_CLASS)
+    headline = results[budgets[0][0]]
+    return {**headline, "protocols": results}

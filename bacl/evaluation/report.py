@@ -36,6 +36,11 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     for key in ("num_images", "num_detections"):
         if key in metrics:
             out[key] = int(metrics[key])
+    for key in SETTING_KEYS:
+        if key in metrics:
+            out[key] = metrics[key]
+    if "protocols" in metrics:
+        out["protocols"] = {name: headline_metrics(sub) for name, sub in metrics["protocols"].items()}
     return out
 
 

@@ -14,9 +14,9 @@ from bacl.params import load_params
 from ..engine.conftest import tiny_overrides
 
 
-def _evaluate(stage1, tmp_path, budget: int) -> tuple[dict, Counter]:
+def _evaluate(stage1, tmp_path, budget: int, protocols: str = "[lvis]") -> tuple[dict, Counter]:
     params = load_params(None, tiny_overrides(stage1["root"], stage1_dir=stage1["dir"]) + [
-        f"evaluate.detections_per_img={budget}", "evaluate.score_thresh=0.0"])
+        f"evaluate.detections_per_img={budget}", "evaluate.score_thresh=0.0", f"evaluate.protocols={protocols}"])
     out = tmp_path / f"dets{budget}"
     metrics = evaluate_checkpoint(params, stage1["final"], output=out / "metrics.json",
                                   detections_out=out / "detections.json", device="cpu")
@@ -33,6 +33,19 @@ def test_detection_budget_is_the_evaluations(stage1, tmp_path):
     assert small["test_settings"]["detections_per_img"] == 2 and small["max_dets"] == 2
     assert large["test_settings"]["detections_per_img"] == 40
     assert small["params"]["evaluate"]["detections_per_img"] == saved["detections_per_img"]  # as trained
+
+
+def test_one_inference_serves_every_protocol(stage1, tmp_path):
+    metrics, per_image = _evaluate(stage1, tmp_path, 2, protocols="[lvis, lvis@5, fixed@4, pooled@3]")
+    assert max(per_image.values()) == 5  # the file holds the largest per-image budget
+    protocols = metrics["protocols"]
+    assert list(protocols) == ["lvis", "lvis@5", "fixed@4", "pooled@3"]
+    assert (protocols["lvis"]["max_dets"], protocols["lvis@5"]["max_dets"]) == (2, 5)
+    assert (protocols["fixed@4"]["protocol"], protocols["fixed@4"]["max_dets_per_class"]) == ("fixed", 4)
+    assert protocols["pooled@3"]["protocol"] == "pooled" and protocols["pooled@3"]["max_dets"] is None
+    assert metrics["AP"] == protocols["lvis"]["AP"] and metrics["protocol"] == "lvis"  # the first is the headline
+    # Fixed AP's detections come from the same pass without a per-image cap: at most 4 per class.
+    assert protocols["fixed@4"]["num_detections"] <= 4 * 3
 
 
 def test_test_settings_replace_postprocessing_and_test_size(stage1):
