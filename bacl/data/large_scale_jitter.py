@@ -1,6 +1,6 @@
 """Large-scale jitter: random resize, random crop, flip, pad to a fixed square.
 
-BACL's representation stage (METHOD.md section 4) trains on LVIS with the longer side
+BACL's representation stage (docs/method.md section 4) trains on LVIS with the longer side
 resized to ``1280 * r``, ``r ~ U(0.8, 1.25)``, a random crop of at most 1280 x 1280,
 a horizontal flip and zero padding to 1280 x 1280, in that order (the reference's
 ``load_pipeline`` in Tianhao-Qi/BACL

@@ -1,4 +1,4 @@
-"""Repeat factors for class-aware resampling (LVIS paper; METHOD.md section 7).
+"""Repeat factors for class-aware resampling (LVIS paper; docs/method.md section 7).
 
 For class c, ``f(c)`` is the fraction of training images that contain it and
 ``r(c) = max(1, sqrt(t / f(c)))``; an image is repeated ``r(image) = max r(c)`` over

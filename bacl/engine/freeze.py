@@ -1,4 +1,4 @@
-"""Freezing for BACL's classifier stage (METHOD.md section 4).
+"""Freezing for BACL's classifier stage (docs/method.md section 4).
 
 Frozen means nothing changes: no parameter gets a gradient or an update, and no
 buffer moves. ``requires_grad=False`` covers the parameters; BatchNorm's running

@@ -1,6 +1,6 @@
 """LVIS box AP, equal to lvis-api 0.5.3's ``LVISEval(iou_type="bbox")`` and much faster.
 
-``evaluate_lvis`` reproduces every rule of the official evaluator (METHOD.md section
+``evaluate_lvis`` reproduces every rule of the official evaluator (docs/method.md section
 5): the per-image cut to the ``max_dets`` best-scored detections (``LVISResults``),
 the federated filter (per image, only categories with ground truth or in
 ``neg_category_ids`` are evaluated; unmatched detections of

@@ -1,4 +1,4 @@
-"""BAGS: balanced group softmax (Li et al., CVPR 2020; METHOD.md section 7), the other
+"""BAGS: balanced group softmax (Li et al., CVPR 2020; docs/method.md section 7), the other
 decoupled method: trained as a classifier stage on a frozen representation.
 
 As FishYuLi/BalancedGroupSoftmax's ``mmdet/models/bbox_heads/gs_bbox_head_with0.py`` with

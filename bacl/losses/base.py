@@ -1,6 +1,6 @@
 """The interface every classification loss of the registry implements.
 
-Label convention (the reference's, METHOD.md section 1): integer labels are in
+Label convention (the reference's, docs/method.md section 1): integer labels are in
 ``[0, C]`` where ``0..C-1`` are the foreground classes and ``C`` means background.
 Most losses read ``C + 1`` logits, one per foreground class and the last one, index
 ``C``, for background; a loss whose classifier has another layout says so with
@@ -53,8 +53,8 @@ class ClassificationLoss(nn.Module):
     """
 
     #: True for losses trained with per-channel sigmoids: the predictor's plain linear
-    #: layer starts with ``sigmoid(bias) = 0.001`` (METHOD.md section 1), else bias 0;
-    #: the default :meth:`scores` use METHOD.md section 1's sigmoid scores, else softmax.
+    #: layer starts with ``sigmoid(bias) = 0.001`` (docs/method.md section 1), else bias 0;
+    #: the default :meth:`scores` use docs/method.md section 1's sigmoid scores, else softmax.
     use_sigmoid: bool = True
 
     def __init__(self, *, num_classes: int) -> None:
@@ -108,7 +108,7 @@ class ClassificationLoss(nn.Module):
 
 
 def sigmoid_detection_scores(logits: torch.Tensor) -> torch.Tensor:
-    """``s_j = sigmoid(z_j) * (1 - sigmoid(z_C))`` for ``j < C`` (METHOD.md section 1)."""
+    """``s_j = sigmoid(z_j) * (1 - sigmoid(z_C))`` for ``j < C`` (docs/method.md section 1)."""
     probs = torch.sigmoid(logits)
     return probs[:, :-1] * (1.0 - probs[:, -1:])
 

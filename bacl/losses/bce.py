@@ -1,4 +1,4 @@
-"""Sigmoid binary cross-entropy over ``C + 1`` channels (METHOD.md section 1).
+"""Sigmoid binary cross-entropy over ``C + 1`` channels (docs/method.md section 1).
 
 The stage-1 ("representation") classifier of BACL: every channel is an independent
 binary problem against a one-hot target; background rows have target 1 on channel

@@ -1,4 +1,4 @@
-"""ECM: effective class-margin loss (Cho & Kraehenbuehl, ECCV 2022; METHOD.md section 7).
+"""ECM: effective class-margin loss (Cho & Kraehenbuehl, ECCV 2022; docs/method.md section 7).
 
 As janghyuncho/ECM-Loss's ``mmdet/models/losses/effective_class_margin_loss.py`` and
 ``mmdet/models/losses/ecm_utils.py`` with the config of
@@ -15,7 +15,7 @@ last). With ``n`` the training image counts and background's count
     loss = sum_ij w_j * BCE(2 z_ij + pos_w_j - neg_w_j, onehot(y_i)_j) / N
 
 (the official code evaluates the two exponentials directly; the sigmoid form is the same
-function without overflow). Test-time scores as METHOD.md section 1, on the raw ``z``.
+function without overflow). Test-time scores as docs/method.md section 1, on the raw ``z``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EQL: equalization loss (Tan et al., CVPR 2020; METHOD.md section 7).
+"""EQL: equalization loss (Tan et al., CVPR 2020; docs/method.md section 7).
 
 As tztztztztz/eqlv2's ``mmdet/models/losses/eql.py`` with its sigmoid bounding-box
 head (``mmdet/models/roi_heads/bbox_heads/convfc_bbox_head.py``): the classifier has

@@ -1,5 +1,5 @@
 """EQLv2: equalization loss v2, gradient-guided reweighting (Tan et al., CVPR 2021;
-METHOD.md section 7).
+docs/method.md section 7).
 
 As tztztztztz/eqlv2's ``mmdet/models/losses/eqlv2.py``: sigmoid BCE over ``C + 1``
 channels (background last) where each foreground channel ``j`` is reweighted from the
@@ -12,7 +12,7 @@ accumulated ratio ``g_j`` of its positive to its negative gradient magnitude:
 After the loss, the weighted gradient magnitudes of this batch are added to the
 statistics: ``pos_grad_j += sum_{i: y_i = j} pos_w_j * (1 - sigmoid(z_ij))`` and
 ``neg_grad_j += sum_{i: y_i != j} neg_w_j * sigmoid(z_ij)``, ``g = pos_grad / (neg_grad
-+ 1e-10)``. Test-time scores as METHOD.md section 1.
++ 1e-10)``. Test-time scores as docs/method.md section 1.
 
 Gradient statistics are computed from the logits in ``forward`` (the gradient of the
 unscaled per-element BCE, ``|sigmoid(z) - t|``), as the official code does, not read from

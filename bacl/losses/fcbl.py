@@ -1,4 +1,4 @@
-"""FCBL: foreground classification balance loss (METHOD.md section 2).
+"""FCBL: foreground classification balance loss (docs/method.md section 2).
 
 Sigmoid BCE over ``C + 1`` channels where, on positive RoIs, each foreground logit
 is shifted by a margin derived from a running foreground confusion matrix, and (in

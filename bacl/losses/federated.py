@@ -1,4 +1,4 @@
-"""Federated loss (Zhou et al., "Probabilistic two-stage detection", 2021; METHOD.md
+"""Federated loss (Zhou et al., "Probabilistic two-stage detection", 2021; docs/method.md
 section 7), as facebookresearch/detectron2's ``detectron2/modeling/roi_heads/fast_rcnn.py``
 (``use_sigmoid_ce`` with ``use_fed_loss``; weights from
 ``detectron2/data/detection_utils.py: get_fed_loss_cls_weights``).

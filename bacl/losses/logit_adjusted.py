@@ -1,4 +1,4 @@
-"""Logit-adjusted softmax cross-entropy; balanced softmax is ``tau = 1`` (METHOD.md
+"""Logit-adjusted softmax cross-entropy; balanced softmax is ``tau = 1`` (docs/method.md
 section 7; Ren et al., "Balanced Meta-Softmax", NeurIPS 2020; Menon et al., "Long-tail
 learning via logit adjustment", ICLR 2021).
 

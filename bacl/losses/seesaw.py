@@ -1,4 +1,4 @@
-"""Seesaw loss (Wang et al., CVPR 2021; METHOD.md section 7).
+"""Seesaw loss (Wang et al., CVPR 2021; docs/method.md section 7).
 
 As open-mmlab/mmdetection's ``mmdet/models/losses/seesaw_loss.py`` with the LVIS configs
 of ``configs/seesaw_loss`` (``p=0.8, q=2.0``, classifier ``NormedLinear`` with

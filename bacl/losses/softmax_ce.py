@@ -1,5 +1,5 @@
 """Softmax cross-entropy over ``C + 1`` classes, background last: the plain Faster R-CNN
-baseline of the seed's table (METHOD.md section 4)."""
+baseline of the seed's table (docs/method.md section 4)."""
 
 from __future__ import annotations
 

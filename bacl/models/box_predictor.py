@@ -3,7 +3,7 @@ loss's own layout, see :meth:`BoxPredictor.for_loss`) plus class-specific box de
 for the ``C`` foreground classes.
 
 ``cls_score`` is the classification layer BACL retrains in its classifier stage and
-the one hallucinated embeddings go through (METHOD.md sections 1, 3, 4).
+the one hallucinated embeddings go through (docs/method.md sections 1, 3, 4).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class BoxPredictor(nn.Module):
     """``embedding (N, D) -> (logits (N, K), deltas (N, 4C) or (N, 4))`` with ``K = C + 1``
     unless ``num_logits`` says otherwise.
 
-    Initialisation (METHOD.md section 1, mmdetection's Shared2FCBBoxHead):
+    Initialisation (docs/method.md section 1, mmdetection's Shared2FCBBoxHead):
     ``cls_score`` weights normal(std 0.01); with ``use_sigmoid`` every one of the
     ``K`` biases is ``-log((1 - p) / p)`` so that ``sigmoid(bias) = prior_prob``
     (0.001), which keeps the initial sigmoid BCE from being dominated by ``C`` easy

@@ -7,7 +7,7 @@ loss (:class:`BACLRoIHeads`) and the small CPU backbone.
 
 Presets:
 
-- ``r50_fpn`` / ``r101_fpn``: the reference's LVIS settings (METHOD.md sections 4-5):
+- ``r50_fpn`` / ``r101_fpn``: the reference's LVIS settings (docs/method.md sections 4-5):
   1024-d two-FC head, 512 RoIs per image with 25 % positives, RPN keeps 2000 proposals
   in training and 1000 at test, multi-scale training (shorter side 640..800 step 32,
   longer side up to 1333), 800 at test, score threshold 1e-4, NMS 0.5, 300 detections,

@@ -1,4 +1,4 @@
-"""FHM: feature hallucination module (METHOD.md section 3).
+"""FHM: feature hallucination module (docs/method.md section 3).
 
 Keeps a running per-class Gaussian (mean, variance) of the classification embedding,
 fed by jittered ground-truth boxes, and draws extra embeddings for the classes the

@@ -10,12 +10,12 @@ are kept; what changes is the classifier and what happens around it:
 - the box loss is L1 on positive RoIs, summed and divided by the number of sampled
   RoIs (the reference's ``L1Loss`` with the sampled-RoI average factor);
 - an optional ``hallucinator`` adds synthetic embeddings to the classifier's batch
-  during training (BACL's FHM, METHOD.md section 3);
+  during training (BACL's FHM, docs/method.md section 3);
 - test-time scores come from ``loss.scores``, ``(N, C)`` in label order whatever the
-  logit layout (METHOD.md section 1 for sigmoid losses).
+  logit layout (docs/method.md section 1 for sigmoid losses).
 
 Label conventions: targets carry torchvision's labels (``1..C``, 0 = background);
-the loss sees METHOD.md's (``0..C-1`` foreground, ``C`` = background). The conversion
+the loss sees docs/method.md's (``0..C-1`` foreground, ``C`` = background). The conversion
 happens in exactly two places, :func:`to_loss_labels` and the output of
 :meth:`BACLRoIHeads.postprocess_detections`.
 """

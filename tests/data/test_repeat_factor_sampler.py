@@ -1,4 +1,4 @@
-"""Repeat factors against a slow reference written from METHOD.md section 7."""
+"""Repeat factors against a slow reference written from docs/method.md section 7."""
 
 from __future__ import annotations
 

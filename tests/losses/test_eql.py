@@ -1,4 +1,4 @@
-"""EQL against a slow, element-by-element reference (METHOD.md section 7)."""
+"""EQL against a slow, element-by-element reference (docs/method.md section 7)."""
 
 from __future__ import annotations
 

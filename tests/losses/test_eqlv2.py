@@ -1,4 +1,4 @@
-"""EQLv2 against a slow, element-by-element reference (METHOD.md section 7).
+"""EQLv2 against a slow, element-by-element reference (docs/method.md section 7).
 
 The two-process test (gradient statistics summed over processes) is in
 ``tests/losses/test_statistics_distributed.py``.

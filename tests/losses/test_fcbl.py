@@ -1,4 +1,4 @@
-"""FCBL against a slow, element-by-element reference (METHOD.md section 2).
+"""FCBL against a slow, element-by-element reference (docs/method.md section 2).
 
 The two-process test (statistics summed over processes) lives in
 ``tests/engine/test_distributed.py`` so that one spawn covers FCBL and FHM.

@@ -1,4 +1,4 @@
-"""Seesaw loss against a slow, element-by-element reference (METHOD.md section 7).
+"""Seesaw loss against a slow, element-by-element reference (docs/method.md section 7).
 
 The two-process test (label counts summed over processes) is in
 ``tests/losses/test_statistics_distributed.py``.

@@ -1,4 +1,4 @@
-"""FHM (METHOD.md section 3): statistics, class sampling, box jitter, checkpointing, the hook."""
+"""FHM (docs/method.md section 3): statistics, class sampling, box jitter, checkpointing, the hook."""
 
 from __future__ import annotations
 
