@@ -122,6 +122,7 @@ def build_model(model: ModelParams, *, num_classes: int, loss: ClassificationLos
         max_size=train_max_size, pretrained_backbone=model.pretrained_backbone,
         roi_align_aligned=model.roi_align_aligned, backbone_norm=model.backbone_norm, rpn_box_loss=model.rpn_box_loss,
         box_head_init=model.box_head_init, fpn_init=model.fpn_init, anchors=model.anchors,
+        rpn_post_nms_top_n_train=stage.rpn_proposals,
         detections_per_img=test.detections_per_img, score_thresh=test.score_thresh, nms_thresh=test.nms_thresh,
     )
     detector.transform = TrainTestSizeTransform(

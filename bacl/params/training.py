@@ -69,6 +69,9 @@ class StageParams(Section):
     repeat_factor_threshold: Optional[Float] = Field(None, gt=0, le=1, description="null = off; LVIS's "
                                                                                   "repeat-factor sampling: 0.001")
     filter_empty: Bool = Field(True, description="drop training images without annotations")
+    rpn_proposals: Optional[Int] = Field(None, ge=1, description="proposals per image after the RPN's NMS in "
+                                                                "training; null = the preset's (r50_fpn: 2000, "
+                                                                "BACL's configs; the softmax baselines': 1000)")
     lsj: LSJParams = Field(default_factory=LSJParams, description="large-scale jitter + copy-paste (off: the "
                                                                   "multi-scale min_sizes above)")
 
