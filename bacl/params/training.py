@@ -112,8 +112,10 @@ class FHMParams(Section):
                                             "loss that tracks per-class accuracy (fcbl)")
     decay: Float = Field(0.1, gt=0, le=1, description="weight of a batch's class mean/variance in the running "
                                                       "statistics")
-    num_sampled_classes: Int = Field(8, ge=0, description="classes drawn per step, prob. proportional to "
-                                                          "1 - accuracy")
+    num_sampled_classes: Int = Field(8, ge=0, description="classes drawn per process and step, prob. proportional "
+                                                          "to 1 - accuracy; 8 x 12 = 96 embeddings, as the reference "
+                                                          "per GPU of 2 images (the LVIS presets' batch); the "
+                                                          "synthetic default keeps 96 per 8 images")
     num_samples_per_class: Int = Field(12, ge=0, description="hallucinated embeddings per drawn class")
     num_jitter: Int = Field(16, ge=16, description="jittered boxes per ground-truth box (a multiple of 16)")
 
