@@ -84,13 +84,16 @@ def _paint(out: np.ndarray, polygons: Sequence[np.ndarray]) -> None:
     row, start, stop = row[keep], start[keep], stop[keep]
     if len(row) == 0:
         return
+    # Paint over the spans' bounding rectangle only: count spans covering each pixel.
     top, bottom = int(row.min()), int(row.max()) + 1
-    stride = width + 1
+    left, right = int(start.min()), int(stop.max())
+    stride = right - left + 1
     size = (bottom - top) * stride
-    base = (row - top) * stride
-    diff = (np.bincount(base + start, minlength=size)
-            - np.bincount(base + stop, minlength=size)).reshape(bottom - top, stride)
-    out[top:bottom] |= np.cumsum(diff, axis=1)[:, :width] > 0
+    base = (row - top) * stride - left
+    diff = np.bincount(base + start, minlength=size)
+    diff -= np.bincount(base + stop, minlength=size)
+    covered = np.cumsum(diff.reshape(bottom - top, stride), axis=1)[:, :-1] > 0
+    out[top:bottom, left:right] |= covered
 
 
 def _edges(points: np.ndarray) -> np.ndarray:
