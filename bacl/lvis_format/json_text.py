@@ -56,6 +56,8 @@ def syntax_error_message(data: bytes, error: Exception, *, source: str,
     line = data.count(b"\n", 0, offset) + 1
     column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
     reason = _BYTE_OFFSET.sub("", str(error)).removeprefix("JSON is malformed: ")
+    if reason == "Input data was truncated":
+        reason = "the text ends inside a JSON value"
     truncated = offset >= len(data) or not data[offset:].strip()
     hint = " (unexpected end of file: the file looks truncated)" if truncated else ""
     return f"{source}: invalid JSON at line {line}, column {column}: {reason}{hint}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ import msgspec
 import numpy as np
 
 from bacl.lvis_format.diagnosis import check_segmentation, record_error
+from bacl.lvis_format.errors import AnnotationError
 from bacl.lvis_format.records import Segmentation
 
 # What an annotation's ``segmentation`` holds.
@@ -97,7 +99,10 @@ def _read_batches(num: int, decode: Callable[[int, int], list[Any]],
         try:
             values = decode(first, end)
         except msgspec.ValidationError as err:
-            i = first + int(str(err).rsplit("$[", 1)[1].split("]", 1)[0])
+            located = re.search(r"at `\$\[(\d+)\]", str(err))
+            if not located:
+                raise AnnotationError(f"{source}: a 'segmentation' is not valid: {err}") from err
+            i = first + int(located.group(1))
             check_segmentation(i, int(ann_ids[i]), value(i), source)
             raise record_error(source, "annotations", i, int(ann_ids[i]),
                                f"'segmentation' is not valid: {err}") from err
