@@ -7,6 +7,7 @@ early (an interrupted download or copy).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -59,8 +60,18 @@ def syntax_error_message(data: bytes, error: Exception, *, source: str,
     if reason == "Input data was truncated":
         reason = "the text ends inside a JSON value"
     truncated = offset >= len(data) or not data[offset:].strip()
-    hint = " (unexpected end of file: the file looks truncated)" if truncated else ""
-    return f"{source}: invalid JSON at line {line}, column {column}: {reason}{hint}"
+    return f"{source}: invalid JSON at line {line}, column {column}: {reason}" + _hint(truncated)
+
+
+def python_json_error_message(error: json.JSONDecodeError, *, source: str) -> str:
+    """The same line for an error of Python's ``json`` (positions in characters)."""
+    truncated = error.msg.startswith("Unterminated string") or not error.doc[error.pos:].strip()
+    return (f"{source}: invalid JSON at line {error.lineno}, column {error.colno}: "
+            f"{error.msg}" + _hint(truncated))
+
+
+def _hint(truncated: bool) -> str:
+    return " (unexpected end of file: the file looks truncated)" if truncated else ""
 
 
 def json_type_name(raw: bytes | msgspec.Raw) -> str:

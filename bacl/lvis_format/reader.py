@@ -25,8 +25,9 @@ import msgspec
 
 from bacl.lvis_format.diagnosis import check_record, check_top_level
 from bacl.lvis_format.errors import AnnotationError
-from bacl.lvis_format.json_text import (error_offset, json_type_name, read_json_bytes,
-                                        starts_non_finite_literal, syntax_error_message)
+from bacl.lvis_format.json_text import (error_offset, json_type_name, python_json_error_message,
+                                        read_json_bytes, starts_non_finite_literal,
+                                        syntax_error_message)
 from bacl.lvis_format.polygons import polygons_from_raw, polygons_from_records
 from bacl.lvis_format.records import (REQUIRED_TOP_LEVEL_KEYS, LVISFile,
                                       LVISFileWithSegmentation)
@@ -84,7 +85,10 @@ def read_lvis(annotations: PathLike | Mapping[str, Any], *, source: str | None =
             raise AnnotationError(f"{name}: not a valid LVIS annotation file: {err}") from err
         except (msgspec.DecodeError, UnicodeDecodeError) as err:
             if starts_non_finite_literal(data, error_offset(err, data)):
-                loaded = json.loads(data)
+                try:
+                    loaded = json.loads(data)
+                except json.JSONDecodeError as late:  # broken further on as well
+                    raise AnnotationError(python_json_error_message(late, source=name)) from late
                 del data
                 return read_lvis(loaded, source=name, require=require,
                                  segmentation=segmentation)

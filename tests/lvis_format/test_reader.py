@@ -448,3 +448,16 @@ def test_bad_segmentation_is_not_read_unless_asked(read):
     data = valid()
     data["annotations"][0]["segmentation"] = "not polygons"
     assert read(data).ann_ids.tolist() == [40, 41, 42]
+
+
+def test_non_finite_literal_in_a_file_broken_further_on(tmp_path: Path):
+    path = tmp_path / "nan_cut.json"
+    text = json.dumps(valid()).replace("[2, 2, 3, 3]", "[2, 2, NaN, 3]")
+    path.write_text(text[:-30])
+    with pytest.raises(AnnotationError, match=r"nan_cut\.json: invalid JSON at line 1, "
+                                              r"column \d+: .*truncated"):
+        read_lvis(path)
+    path.write_text(text.replace('"name": "a"', '"name": "a",,'))
+    with pytest.raises(AnnotationError, match=r"invalid JSON at line 1, column \d+") as info:
+        read_lvis(path)
+    assert "truncated" not in str(info.value)
