@@ -29,7 +29,7 @@ KIND_NAMES = {POLYGONS: "polygons", RLE: "an RLE object", MISSING: "missing"}
 BATCH = 20_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Polygons:
     """The polygons of ``M`` annotations, in annotation order.
 

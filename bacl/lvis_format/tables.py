@@ -44,7 +44,7 @@ _COCO2014_NAME = re.compile(r"^COCO_(?:train|val|test)2014_(\d{12}\.jpg)$")
 MAX_LISTED = 5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LVISTables:
     """One annotation file, column-wise. ``N`` images and ``M`` annotations in file
     order, ``K`` categories sorted by id.
