@@ -161,7 +161,7 @@ class LVISDetection(Dataset):
         if self.with_masks:
             self._check_polygons(tables.ann_ids)
 
-        self._image_ids = _read_only(tables.image_ids[kept_images])
+        self._image_ids = tables.image_ids[kept_images]
         self._heights = tables.image_heights[kept_images]
         self._widths = tables.image_widths[kept_images]
         # A numpy string array, not a list of str: DataLoader workers read it without
@@ -188,7 +188,9 @@ class LVISDetection(Dataset):
     @property
     def image_ids(self) -> np.ndarray:
         """``(N,)`` int64, read-only: the image ids in dataset order."""
-        return self._image_ids
+        view = self._image_ids.view()
+        view.flags.writeable = False
+        return view
 
     # ------------------------------------------------------------------ dataset API
 
@@ -307,11 +309,6 @@ class LVISDetection(Dataset):
                 f"{expected[0]}x{expected[1]}"
             )
         return torch.from_numpy(np.array(pil, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

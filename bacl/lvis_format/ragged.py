@@ -49,6 +49,13 @@ class RaggedArray(Sequence):
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def __getstate__(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.values, self.offsets
+
+    def __setstate__(self, state: tuple[np.ndarray, np.ndarray]) -> None:
+        # Unpickled arrays (e.g. in spawned DataLoader workers) come back writeable.
+        self.__init__(values=state[0], offsets=state[1])
+
     @overload
     def __getitem__(self, index: int) -> np.ndarray: ...
 

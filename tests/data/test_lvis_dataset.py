@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -427,6 +428,9 @@ def test_index_is_flat_arrays(tiny):
     with pytest.raises(ValueError):
         ds.image_ids[0] = 5
     assert isinstance(ds[0][1]["image_id"], int)
+    copy = pickle.loads(pickle.dumps(ds))  # what a spawned worker gets
+    assert not copy.image_ids.flags.writeable and not copy.image_category_sets[0].flags.writeable
+    assert copy.image_ids.tolist() == [1, 2, 3]
     # What the repeat-factor sampler reads.
     assert repeat_factors_for_dataset(ds, threshold=1.0).shape == (3,)
 

@@ -36,3 +36,11 @@ def test_empty():
 def test_bad_offsets(values, offsets):
     with pytest.raises(ValueError, match="offsets"):
         RaggedArray(values=np.array(values), offsets=np.array(offsets))
+
+
+def test_pickling_keeps_rows_and_read_only_views():
+    import pickle
+
+    rows = pickle.loads(pickle.dumps(RaggedArray.from_lengths(np.arange(5), np.array([3, 2]))))
+    assert [r.tolist() for r in rows] == [[0, 1, 2], [3, 4]]
+    assert not rows[0].flags.writeable
