@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,11 @@ import torch
 from PIL import Image
 
 from bacl.data.lvis_dataset import ImageFileError, LVISDetection
+from bacl.data.masks import polygon_mask
+from bacl.data.repeat_factor_sampler import repeat_factors_for_dataset
 from bacl.data.transforms import Compose, RandomHorizontalFlip
+from bacl.errors import MissingFileError
+from bacl.lvis_format import AnnotationError, RaggedArray
 
 
 def pattern(width: int, height: int) -> np.ndarray:
@@ -82,7 +87,7 @@ def test_index_and_label_mapping(tiny):
     assert [c["id"] for c in ds.categories] == [3, 7, 10]
     assert ds.cat_id_to_label == {3: 1, 7: 2, 10: 3}
     assert ds.label_to_cat_id == {1: 3, 2: 7, 3: 10}
-    assert ds.image_ids == [1, 2, 3]
+    assert ds.image_ids.tolist() == [1, 2, 3] and ds.image_ids.dtype == np.int64
     assert [s.tolist() for s in ds.image_category_sets] == [[1, 2], [3], []]
     assert ds.image_count.tolist() == [1, 1, 1]
     # The records' frequency wins over this file's counts (LVIS val carries train bins).
@@ -122,7 +127,7 @@ def test_filter_empty_drops_and_logs(tiny, caplog):
     ann_file, root, _ = tiny
     caplog.set_level(logging.INFO, logger="bacl.data.lvis_dataset")
     ds = LVISDetection(annotation_file=ann_file, image_root=root, filter_empty=True)
-    assert ds.image_ids == [1, 2]
+    assert ds.image_ids.tolist() == [1, 2]
     assert [s.tolist() for s in ds.image_category_sets] == [[1, 2], [3]]
     assert ds[1][1]["labels"].tolist() == [3]
     assert "dropped 1 of 3 images" in caplog.text and str(ann_file) in caplog.text
@@ -166,7 +171,7 @@ def test_readable_by_lvis_api_with_the_same_content(tiny):
     ann_file, root, _ = tiny
     api = lvis.LVIS(str(ann_file))
     ds = LVISDetection(annotation_file=ann_file, image_root=root)
-    assert sorted(api.get_img_ids()) == ds.image_ids
+    assert sorted(api.get_img_ids()) == ds.image_ids.tolist()
     assert sorted(api.get_cat_ids()) == [c["id"] for c in ds.categories]
     for i, image_id in enumerate(ds.image_ids):
         anns = api.load_anns(api.get_ann_ids(img_ids=[image_id]))
@@ -305,8 +310,9 @@ def test_missing_images_reported_at_construction(tiny):
     ann_file, root, _ = tiny
     (root / "a.png").unlink()
     (root / "c.png").unlink()
-    with pytest.raises(FileNotFoundError) as info:
+    with pytest.raises(MissingFileError) as info:
         LVISDetection(annotation_file=ann_file, image_root=root)
+    assert isinstance(info.value, FileNotFoundError)
     message = str(info.value)
     assert str(ann_file) in message and "2 of 3 image files are missing" in message
     assert "image id 1" in message and str(root / "a.png") in message
@@ -405,3 +411,117 @@ def test_dataloader_batches_do_not_depend_on_worker_count(tiny):
         return batches
 
     assert run(0) == run(2)
+
+
+# --------------------------------------------------------------------- compact index
+
+
+def test_index_is_flat_arrays(tiny):
+    ann_file, root, _ = tiny
+    ds = LVISDetection(annotation_file=ann_file, image_root=root)
+    sets = ds.image_category_sets
+    assert isinstance(sets, RaggedArray) and len(sets) == 3
+    assert sets.values.tolist() == [1, 2, 3] and sets.offsets.tolist() == [0, 2, 3, 3]
+    assert sets[0].dtype == np.int64
+    with pytest.raises(ValueError):
+        sets[0][0] = 5
+    with pytest.raises(ValueError):
+        ds.image_ids[0] = 5
+    assert isinstance(ds[0][1]["image_id"], int)
+    copy = pickle.loads(pickle.dumps(ds))  # what a spawned worker gets
+    assert not copy.image_ids.flags.writeable and not copy.image_category_sets[0].flags.writeable
+    assert copy.image_ids.tolist() == [1, 2, 3]
+    # What the repeat-factor sampler reads.
+    assert repeat_factors_for_dataset(ds, threshold=1.0).shape == (3,)
+
+
+# --------------------------------------------------------------------- masks
+
+
+def test_masks_are_the_polygons_aligned_with_boxes(tiny):
+    ann_file, root, _ = tiny
+    ds = LVISDetection(annotation_file=ann_file, image_root=root, with_masks=True)
+    segmentations = {a["id"]: a["segmentation"] for a in tiny_lvis()["annotations"]}
+    _, target = ds[0]
+    masks = target["masks"]
+    assert masks.dtype == torch.bool and masks.shape == (3, 6, 8)
+    for k, ann_id in enumerate([11, 12, 13]):  # file order within image 1
+        expected = polygon_mask(segmentations[ann_id], height=6, width=8)
+        assert torch.equal(masks[k], torch.from_numpy(expected))
+    assert masks[1][0, 7] and not masks[1][5, 0]  # 12: the triangle above the diagonal
+    _, target = ds[2]
+    assert target["masks"].shape == (0, 4, 4) and target["masks"].dtype == torch.bool
+    assert "masks" not in LVISDetection(annotation_file=ann_file, image_root=root)[0][1]
+
+
+def test_masks_follow_the_box_cleaning(tmp_path):
+    data = tiny_lvis()
+    data["annotations"].insert(1, {"id": 99, "image_id": 1, "category_id": 3,
+                                   "bbox": [1, 1, 0, 3], "segmentation": {"counts": "x"}})
+    data["annotations"].append({"id": 98, "image_id": 1, "category_id": 10,
+                                "bbox": [6, 4, 5, 5], "segmentation": [[6, 4, 11, 4, 11, 9]]})
+    write_image(tmp_path / "a.png", 8, 6)
+    write_image(tmp_path / "sub" / "b.png", 5, 4)
+    write_image(tmp_path / "c.png", 4, 4)
+    ds = LVISDetection(annotation_file=write_json(tmp_path / "x.json", data),
+                       image_root=tmp_path, with_masks=True, filter_empty=True)
+    _, target = ds[0]
+    # 99 (zero width, and an RLE mask) is dropped with its box; 98 is clipped.
+    assert target["labels"].tolist() == [2, 1, 2, 3]
+    assert target["boxes"][-1].tolist() == [6, 4, 8, 6]
+    assert target["masks"].shape == (4, 6, 8)
+    clipped = target["masks"][-1]  # the part of the triangle inside the image
+    assert clipped.sum() == 3 and clipped[4, 6] and clipped[4, 7] and clipped[5, 7]
+    assert ds[1][1]["masks"].shape == (1, 4, 5)
+
+
+@pytest.mark.parametrize("segmentation, kind", [({"size": [6, 8], "counts": "abc"}, "an RLE object"),
+                                                (None, "missing"), ("absent", "missing")])
+def test_masks_need_polygons(tmp_path, segmentation, kind):
+    data = tiny_lvis()
+    for ann in data["annotations"][2:]:
+        if segmentation == "absent":
+            del ann["segmentation"]
+        else:
+            ann["segmentation"] = segmentation
+    write_image(tmp_path / "a.png", 8, 6)
+    ann_file = write_json(tmp_path / "x.json", data)
+    with pytest.raises(AnnotationError) as info:
+        LVISDetection(annotation_file=ann_file, image_root=tmp_path, with_masks=True,
+                      check_images=False)
+    message = str(info.value)
+    assert message.startswith(f"{ann_file}: annotations[2] (id=12): 'segmentation' is {kind}")
+    assert "with_masks=True needs polygons (and 1 more such annotations: ids 13)" in message
+    # Without masks the segmentation is not read at all.
+    LVISDetection(annotation_file=ann_file, image_root=tmp_path, check_images=False)
+
+
+def test_transforms_receive_the_masks(tiny):
+    ann_file, root, _ = tiny
+    seen = {}
+
+    def record(image, target, generator):
+        seen.update(target)
+        return image, target
+
+    ds = LVISDetection(annotation_file=ann_file, image_root=root, transforms=record,
+                       with_masks=True)
+    ds[1]
+    assert seen["masks"].shape == (1, 4, 5) and seen["boxes"].shape == (1, 4)
+
+
+def test_masks_same_with_dataloader_workers(tiny):
+    from torch.utils.data import DataLoader
+
+    from bacl.data.collate import collate_detection
+
+    ann_file, root, _ = tiny
+    ds = LVISDetection(annotation_file=ann_file, image_root=root, with_masks=True)
+
+    def run(num_workers):
+        loader = DataLoader(ds, batch_size=2, num_workers=num_workers,
+                            collate_fn=collate_detection)
+        return [t["masks"] for _, targets in loader for t in targets]
+
+    for a, b in zip(run(0), run(2), strict=True):
+        assert torch.equal(a, b)
