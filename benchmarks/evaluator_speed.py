@@ -98,7 +98,7 @@ def make_dataset(rng: np.random.Generator, num_images: int,
     weight /= weight.sum()
     images, anns, dets = [], [], []
     for img_id in range(1, num_images + 1):
-        width, height = float(rng.integers(320, 641)), float(rng.integers(240, 481))
+        width, height = int(rng.integers(320, 641)), int(rng.integers(240, 481))
         n_pos = int(rng.integers(1, 8))
         chosen = rng.choice(cat_ids, size=n_pos + int(rng.integers(2, 12)), replace=False, p=weight)
         pos, neg = chosen[:n_pos], chosen[n_pos:]

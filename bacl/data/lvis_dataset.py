@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 Target = dict[str, Any]
 Transform = Callable[[torch.Tensor, Target, torch.Generator], tuple[torch.Tensor, Target]]
 
-# LVIS frequency bins by number of training images (METHOD.md section 5).
+# LVIS frequency bins by number of training images (docs/method.md section 5).
 RARE_MAX_IMAGES = 10
 COMMON_MAX_IMAGES = 100
 _EXIF_ORIENTATION_TAG = 0x0112

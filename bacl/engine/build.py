@@ -6,6 +6,7 @@ part can also be built and tested without a params file.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 from typing import Callable, Optional, Sequence
@@ -67,6 +68,9 @@ def build_train_loader(dataset: LVISDetection, *, stage: StageParams, solver: So
         log.info("repeat-factor sampling: t=%g, %.0f images per epoch instead of %d",
                  stage.repeat_factor_threshold, float(factors.sum()), len(dataset))
     sampler = TrainingSampler(dataset_size=len(dataset), seed=seed, shuffle=True, repeat_factors=factors)
+    # Forked workers copy every page holding a parent object once their garbage collector walks it
+    # (+41 MiB per worker at LVIS v1 size, benchmarks/loader_memory.py); frozen objects are never walked.
+    gc.freeze()
     loader = DataLoader(dataset, batch_size=solver.batch_size, sampler=sampler, num_workers=solver.workers,
                         collate_fn=collate_detection, pin_memory=torch.cuda.is_available(),
                         persistent_workers=False)  # workers re-created each epoch: no stale state across resume

@@ -76,8 +76,9 @@ class Detections:
     scores: np.ndarray  # (N,) float64
 
 
-def load_ground_truth(annotations: PathLike | Mapping[str, Any]) -> GroundTruth:
-    """Read an LVIS annotation file (path) or an already-loaded LVIS dict.
+def load_ground_truth(annotations: PathLike | Mapping[str, Any] | GroundTruth) -> GroundTruth:
+    """Read an LVIS annotation file (path) or an already-loaded LVIS dict; a
+    :class:`GroundTruth` is returned as it is (read once, evaluated several times).
 
     A dict must hold plain JSON types (what ``json.load`` returns). Raises
     :class:`bacl.lvis_format.AnnotationError` (a ``ValueError``) naming the file (or
@@ -86,6 +87,8 @@ def load_ground_truth(annotations: PathLike | Mapping[str, Any]) -> GroundTruth:
     ``not_exhaustive_category_ids``, ``area``, ``frequency``), duplicate ids, an
     annotation on an unknown image or category, a non-finite box.
     """
+    if isinstance(annotations, GroundTruth):
+        return annotations
     return _ground_truth_arrays(read_lvis(annotations, require=EVALUATION_KEYS))
 
 

@@ -77,8 +77,11 @@ def evaluate_protocols(*, annotations: PathLike | Mapping[str, Any], budgets: Se
     The first protocol is the headline: its metrics are the top level of the result;
     ``protocols`` maps every name to its metrics.
     """
+    from bacl.evaluation.lvis_io import load_ground_truth
+
     if not budgets:
         raise EvaluationError("no protocol to evaluate")
+    annotations = load_ground_truth(annotations)  # read once for every protocol
     results: dict[str, Any] = {}
     for name, protocol, budget in budgets:
         source = per_image if protocol == "lvis" else per_class

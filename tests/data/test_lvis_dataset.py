@@ -14,7 +14,7 @@ from PIL import Image
 
 from bacl.data.lvis_dataset import ImageFileError, LVISDetection
 from bacl.data.masks import polygon_mask
-from bacl.data.repeat_factor_sampler import repeat_factors_for_dataset
+from bacl.data.repeat_factor_sampler import repeat_factors
 from bacl.data.transforms import Compose, RandomHorizontalFlip
 from bacl.errors import MissingFileError
 from bacl.lvis_format import AnnotationError, RaggedArray
@@ -432,7 +432,7 @@ def test_index_is_flat_arrays(tiny):
     assert not copy.image_ids.flags.writeable and not copy.image_category_sets[0].flags.writeable
     assert copy.image_ids.tolist() == [1, 2, 3]
     # What the repeat-factor sampler reads.
-    assert repeat_factors_for_dataset(ds, threshold=1.0).shape == (3,)
+    assert repeat_factors(image_category_sets=ds.image_category_sets, num_classes=ds.num_classes, threshold=1.0).shape == (3,)
 
 
 # --------------------------------------------------------------------- masks
