@@ -78,3 +78,30 @@ def test_hallucinated_features_of_a_run_without_fhm_or_fcbl(tiny_study, tmp_path
     printed = "".join(o.get("text", "") for c in book.cells if c.cell_type == "code" for o in c.outputs)
     assert "trained without FHM" in printed and "no margins" in printed
     assert not list(figures.glob("*.png"))
+
+
+def test_method_comparison_on_a_sweep(tmp_path):
+    """A generated results.json of tools/compare_methods.py: 3 seeds, 5 methods, 4 protocols;
+    BACL's gain over the baseline is built to show under the per-image caps only."""
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    methods = ("baseline", "cls-bce", "cls-eql", "fhm", "bacl")
+    level = {method: rng.uniform(0.05, 0.3, size=4) for method in methods}  # small spread over seeds
+    level["bacl"] = level["baseline"]  # + 0.05 under the caps, nothing under Fixed AP
+    results = {str(seed): {method: {
+        protocol: {metric: float(value + rng.normal(0, 0.002)
+                                 + (0.05 if method == "bacl" and protocol != "fixed" else 0.0))
+                   for metric, value in zip(("AP", "APr", "APc", "APf"), level[method])}
+        for protocol in ("lvis", "lvis@300", "fixed", "pooled")} for method in methods} for seed in range(3)}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    figures = tmp_path / "figures"
+    book = run("method_comparison", tmp_path, {"source": "sweep", "results": str(tmp_path / "results.json"),
+                                               "figures_dir": str(figures)})
+    assert {"ap_per_bin_by_protocol.png", "apr_capped_vs_fixed.png"} <= {p.name for p in figures.glob("*.png")}
+    shown = "".join(o.get("data", {}).get("text/markdown", "") + o.get("text", "")
+                    for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    assert "5 methods, seeds [0, 1, 2]" in shown
+    assert "BACL (FCBL + FHM): the AP gain over baseline survives under lvis@300, lvis; not under fixed" in shown
