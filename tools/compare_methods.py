@@ -17,7 +17,8 @@ stopped; ``--jobs 2`` runs two trainings at once (one thread each is fastest on 
     OMP_NUM_THREADS=1 python tools/compare_methods.py --seeds 0 1 2 --out runs/compare --jobs 2
 
 Writes ``<out>/results.json`` (every number) and ``<out>/results.md`` (mean ± standard
-deviation over seeds, one table per protocol).
+deviation over seeds, one table per protocol); ``notebooks/method_comparison.ipynb`` reads
+the former (docs/method_comparison.md).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -49,16 +49,7 @@ def variants() -> dict[str, tuple[str, list[str]]]:
     return out
 
 
-LABELS = {"stage1": "stage 1 alone (no further epochs)", "baseline": "baseline: stage 1 continued, BCE",
-          "fhm": "classifier stage, FHM only", "bacl": "BACL (FCBL + FHM), classifier stage"}
 KEYS = ("AP", "APr", "APc", "APf")
-
-
-def label(name: str) -> str:
-    if name in LABELS:
-        return LABELS[name]
-    kind, loss = name.split("-", 1)
-    return f"{loss}, {'classifier stage' if kind == 'cls' else 'end to end'}"
 
 
 def run_dirs(out: Path, seed: int, name: str) -> Path:
@@ -111,20 +102,7 @@ def evaluate(out: Path, seed: int, name: str, config: str | None, extra: list[st
     return json.loads(metrics_file.read_text())
 
 
-def summarise(results: dict, protocol: str) -> str:
-    seeds = sorted(results)
-    names = [n for n in variants() if all(n in results[s] for s in seeds)]
-    lines = ["| run | " + " | ".join(KEYS) + " |", "|---|" + "---:|" * len(KEYS)]
-    for name in names:
-        cells = []
-        for key in KEYS:
-            values = [100 * results[s][name][protocol][key] for s in seeds]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
-        lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
-    lines.append(f"\nProtocol {protocol}: mean ± standard deviation over seeds {', '.join(map(str, seeds))}, "
-                 "box AP in percent.")
-    return "\n".join(lines)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, when run from a checkout
 
 
 def main() -> None:
@@ -156,7 +134,6 @@ def main() -> None:
             return
         protocols = args.protocols
         if protocols is None:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from bacl.params import load_params
 
             protocols = list(load_params(args.config, args.overrides).evaluate.protocols)
@@ -166,8 +143,14 @@ def main() -> None:
     results: dict = {}
     for (seed, name), metrics in evaluated:
         results.setdefault(seed, {})[name] = {p: {k: metrics["protocols"][p][k] for k in KEYS} for p in protocols}
-    (out / "results.json").write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
-    tables = "\n\n".join(summarise(results, protocol) for protocol in protocols)
+    results = {str(k): v for k, v in results.items()}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    from bacl.analysis.comparison import summary, summary_table, sweep_rows
+
+    stats = summary(sweep_rows(results, source=str(out / "results.json")))
+    tables = "\n\n".join(f"Protocol {protocol}, mean ± standard deviation over seeds "
+                            f"{', '.join(sorted(results))}, box AP in percent:\n\n{summary_table(stats, protocol)}"
+                            for protocol in protocols)
     (out / "results.md").write_text(tables + "\n")
     print(tables)
 
