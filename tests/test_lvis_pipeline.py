@@ -23,7 +23,7 @@ from .pipeline_project import Project, commit, make_project, stages_run
 
 pytestmark = pytest.mark.pipeline
 
-TINY = ["model.preset=synthetic_small", "model.pretrained_backbone=null", "solver.batch_size=4",
+TINY = ["model.preset=synthetic_small", "model.pretrained_backbone=null", "model.backbone_norm=null", "solver.batch_size=4",
         "solver.workers=0", "solver.warmup_iters=2", "solver.base_lr=0.01", "representation.lsj.output_size=96",
         "representation.lsj.bbox_occluded_thr=1", "representation.lsj.mask_occluded_thr=4", "evaluate.min_size=72",
         "evaluate.batch_size=4", "evaluate.workers=0", "data.lvis.download.retries=1",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .section import Bool, Section, Str
 
@@ -33,3 +33,13 @@ class ModelParams(Section):
         "torchvision", description="initialisation of the FPN convolutions (the reference: xavier)")
     anchors: Literal["torchvision", "mmdet"] = Field(
         "torchvision", description="torchvision: rounded base anchors; mmdet: the reference's exact ones")
+
+    @model_validator(mode="after")
+    def _small_backbone_trains_its_norms(self):
+        if self.preset == "synthetic_small" and self.backbone_norm not in (None, "train"):
+            raise ValueError(f"backbone_norm: the synthetic_small backbone trains its BatchNorm from scratch; use "
+                             f"null or train, got {self.backbone_norm!r}")
+        if self.preset == "synthetic_small" and self.pretrained_backbone == "imagenet":
+            raise ValueError("pretrained_backbone: the synthetic_small backbone has no ImageNet weights; use null "
+                             "or a path to a state dict of it")
+        return self

@@ -48,6 +48,8 @@ def test_unknown_section_is_named():
         ("baseline.epochs=0", "baseline.epochs", "must be >= 1"),
         ("baseline.fhm.enabled=true", "baseline.fhm", "unknown key"),
         ("solver.clip_grad_norm=0", "solver.clip_grad_norm", "must be > 0"),
+        ("model.backbone_norm=norm_eval", "model.backbone_norm", "trains its BatchNorm from scratch"),
+        ("model.pretrained_backbone=imagenet", "model.pretrained_backbone", "no ImageNet weights"),
     ],
 )
 def test_bad_values_name_the_key(override, key, problem):
