@@ -23,7 +23,7 @@ from .pipeline_project import Project, commit, make_project, stages_run
 
 pytestmark = pytest.mark.pipeline
 
-TINY = ["model.preset=synthetic_small", "model.pretrained_backbone=null", "model.backbone_norm=null", "solver.batch_size=4",
+TINY = ["solver.launcher=python", "model.preset=synthetic_small", "model.pretrained_backbone=null", "model.backbone_norm=null", "solver.batch_size=4",
         "solver.workers=0", "solver.warmup_iters=2", "solver.base_lr=0.01", "representation.lsj.output_size=96",
         "representation.lsj.bbox_occluded_thr=1", "representation.lsj.mask_occluded_thr=4", "evaluate.min_size=72",
         "evaluate.batch_size=4", "evaluate.workers=0", "data.lvis.download.retries=1",
@@ -61,6 +61,8 @@ def test_one_command_turns_the_pipeline_to_lvis(lvis_project):
     assert params["data"]["dataset"] == "lvis_v1" and params["evaluate"]["detections_per_img"] == 300
     assert params["baseline"]["loss"] == "softmax_ce" and params["baseline"]["init_from"] == "model"
     assert params["representation"]["lsj"]["enabled"] and params["representation"]["lsj"]["copy_paste"]
+    preset = yaml.safe_load((lvis_project.root / "configs" / "lvis_v1_r50_fpn.yaml").read_text())
+    assert preset["solver"]["launcher"].startswith("torchrun")  # the pipeline trains on GPUs with DDP
 
 
 def test_repro_downloads_checks_trains_evaluates_and_reports(lvis_project, served):

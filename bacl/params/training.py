@@ -30,6 +30,9 @@ class SolverParams(Section):
     clip_grad_norm: Optional[Float] = Field(None, gt=0, description="null = off")
     amp: Bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     workers: Int = Field(2, ge=0, description="data-loading processes")
+    launcher: Str = Field("python", min_length=1, description="what dvc.yaml starts training and evaluation with: "
+                                                              "python (one process), or e.g. torchrun "
+                                                              "--nproc_per_node 8 (DDP on 8 GPUs)")
 
 
 class LSJParams(Section):
