@@ -16,7 +16,6 @@ worker and after resume.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bacl.data.instance_masks import masks_to_boxes
+from bacl.data.samplers import split_sample_key
 from bacl.data.transforms import Target, TransformInputError, check_masks
 
 #: The reference's defaults (``CopyPaste(max_num_pasted=100, bbox_occluded_thr=10,
@@ -201,24 +201,14 @@ class CopyPasteDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Target]:
-        if isinstance(key, tuple):
-            if len(key) != 2:
-                raise TypeError(f"key must be an index or (index, aug_seed), got {key!r}")
-            index, aug_seed = operator.index(key[0]), operator.index(key[1])
-        else:
-            index = operator.index(key)
-            aug_seed = None
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
-        index %= n
+        index, aug_seed = split_sample_key(key, len(self))
         if aug_seed is None:
             aug_seed = index
 
         image, target = self.dataset[(index, aug_seed)]
         generator = torch.Generator()
         generator.manual_seed(_paste_seed(aug_seed))
-        source = int(torch.randint(0, n, (), generator=generator))
+        source = int(torch.randint(0, len(self), (), generator=generator))
         source_seed = int(torch.randint(0, _AUG_SEED_HIGH, (), generator=generator))
         paste_image, paste_target = self.dataset[(source, source_seed)]
         selected = select_objects(paste_target, generator, max_num_pasted=self.max_num_pasted)

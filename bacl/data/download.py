@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from ..atomic_io import atomic_write_json
+from ..atomic_io import atomic_write_json, fsync_dir
 from ..errors import BaclError, MissingFileError
 from . import lvis_sources
 from .lvis_sources import ArchiveSource
@@ -199,7 +199,7 @@ def download_file(
         )
     _fsync_file(part)
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return DownloadResult(path=dest, size=dest.stat().st_size, sha256=digest, fetched_bytes=stats.fetched,
                           requests=stats.requests, resumed=stats.resumed, restarted=stats.restarted)
 
@@ -497,19 +497,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------- one archive
 
 
@@ -706,7 +693,7 @@ def _move_into_place(tmp: Path, dest_dir: Path, chosen: list[str], archive_name:
         os.replace(src, final)
         placed[entry] = ({"type": "file", "bytes": final.stat().st_size} if final.is_file()
                          else {"type": "folder"})
-    _fsync_dir(dest_dir)
+    fsync_dir(dest_dir)
     for old in stale:
         shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,6 @@ page by page over an epoch (LVIS v1 train: 100k images, 1.27M annotations).
 from __future__ import annotations
 
 import logging
-import operator
 import os
 from os import PathLike
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.utils.data import Dataset
 
 from bacl.data.annotation_checks import clean_boxes
 from bacl.data.masks import instance_masks
+from bacl.data.samplers import split_sample_key
 from bacl.errors import BaclError, MissingFileError
 from bacl.lvis_format import (FREQUENCIES, POLYGONS, TRAINING_KEYS, AnnotationError,
                               RaggedArray, first_ids, read_lvis)
@@ -198,17 +198,7 @@ class LVISDetection(Dataset):
         return len(self._paths)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Target]:
-        if isinstance(key, tuple):
-            if len(key) != 2:
-                raise TypeError(f"key must be an index or (index, aug_seed), got {key!r}")
-            index, aug_seed = operator.index(key[0]), operator.index(key[1])
-        else:
-            index = operator.index(key)
-            aug_seed = None
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
-        index %= n
+        index, aug_seed = split_sample_key(key, len(self))
 
         image = self._load_image(index)
         start, end = self._ann_start[index], self._ann_start[index + 1]

@@ -10,6 +10,7 @@ whatever the number of DataLoader workers and wherever it was resumed.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Iterator
 
 import numpy as np
@@ -156,3 +157,17 @@ class TrainingSampler(Sampler[tuple[int, int]]):
             )
             self._plan_epoch = self.epoch
         return self._plan
+
+
+def split_sample_key(key: int | tuple[int, int], size: int) -> tuple[int, int | None]:
+    """A dataset key (an index, or ``(index, aug_seed)`` as :class:`TrainingSampler`
+    yields) -> ``(index in [0, size), aug_seed or None)``; negative indices count from the end."""
+    if isinstance(key, tuple):
+        if len(key) != 2:
+            raise TypeError(f"key must be an index or (index, aug_seed), got {key!r}")
+        index, aug_seed = operator.index(key[0]), operator.index(key[1])
+    else:
+        index, aug_seed = operator.index(key), None
+    if not -size <= index < size:
+        raise IndexError(f"index {index} out of range for {size} images")
+    return index % size, aug_seed

@@ -7,23 +7,15 @@ files change through their hashes.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..atomic_io import atomic_write_json
+from ..file_hash import sha256_of
 from ..params import DataParams
 from .lvis_dataset import LVISDetection
 
 SUMMARY_FILE = "summary.json"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def split_summary(dataset: LVISDetection, annotations: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import torch.distributed as dist
 import yaml
 
 from ..atomic_io import atomic_write
-from ..data.summary import sha256_of
+from ..file_hash import sha256_of
 from ..params import ParamError, Params
 from .build import build_classification_loss, build_model, build_train_dataset, build_train_loader, training_statistics
 from ..checkpoint import load_checkpoint, save_checkpoint

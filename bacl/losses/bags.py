@@ -29,12 +29,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..seeded_generator import SeededGenerator
 from .base import ClassificationLoss, LossArgumentError, check_class_counts, promote_half
 from .registry import register_loss
 
 
 @register_loss("bags")
-class BalancedGroupSoftmax(ClassificationLoss):
+class BalancedGroupSoftmax(SeededGenerator, ClassificationLoss):
     """Group softmax over instance-count groups with "others" entries.
 
     Buffers (int64, fixed at construction): ``class_group (C,)``, the class group of each
@@ -82,8 +83,7 @@ class BalancedGroupSoftmax(ClassificationLoss):
             position[members] = torch.arange(1, members.numel() + 1)
         self.register_buffer("class_group", group)
         self.register_buffer("class_position", position)
-        self.generator = torch.Generator()
-        self.generator.manual_seed(int(seed))
+        self.init_generator(seed)
 
     @property
     def num_groups(self) -> int:
@@ -107,12 +107,6 @@ class BalancedGroupSoftmax(ClassificationLoss):
         """``(C,)`` int64: the column of each class's logit."""
         starts = torch.tensor([s for s, _ in self.group_slices()], device=self.class_group.device)
         return starts[self.class_group] + self.class_position
-
-    def get_extra_state(self) -> dict:
-        return {"generator_state": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator_state"].detach().to("cpu", torch.uint8))
 
     def group_weights(self, group_labels: torch.Tensor) -> torch.Tensor:
         """0/1 row weights ``(N,)`` of one class group from its labels ``(N,)`` (0 = others):

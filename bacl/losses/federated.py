@@ -22,12 +22,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..seeded_generator import SeededGenerator
 from .base import ClassificationLoss, LossArgumentError, check_class_counts, promote_half
 from .registry import register_loss
 
 
 @register_loss("federated")
-class FederatedLoss(ClassificationLoss):
+class FederatedLoss(SeededGenerator, ClassificationLoss):
     """Sigmoid BCE over a sampled class subset.
 
     Buffer ``class_weight (C,)`` float64: ``image_counts ** freq_weight_power``, the
@@ -66,14 +67,7 @@ class FederatedLoss(ClassificationLoss):
         weight = counts.to(torch.float64) ** self.freq_weight_power
         weight[counts == 0] = 0.0  # 0 ** 0 is 1: a class never seen is never drawn
         self.register_buffer("class_weight", weight)
-        self.generator = torch.Generator()
-        self.generator.manual_seed(int(seed))
-
-    def get_extra_state(self) -> dict:
-        return {"generator_state": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator_state"].detach().to("cpu", torch.uint8))
+        self.init_generator(seed)
 
     def sample_classes(self, labels: torch.Tensor) -> torch.Tensor:
         """The kept classes for ``labels (N,)`` in ``[0, C]``: the sorted distinct labels,

@@ -28,13 +28,14 @@ import torch
 from torch import nn
 
 from ..distributed import all_reduce_sum_, is_dist
+from ..seeded_generator import SeededGenerator
 
 # (16, 4) signs for (x1, y1, x2, y2); row k is the k-th sign pattern, x1 the slowest
 # to change (the reference's offset matrix, transposed).
 _SIGNS = torch.tensor([[1.0 if (k >> (3 - i)) & 1 else -1.0 for i in range(4)] for k in range(16)])
 
 
-class FeatureHallucination(nn.Module):
+class FeatureHallucination(SeededGenerator, nn.Module):
     """Per-class embedding statistics and hallucinated embeddings.
 
     Buffers: ``mean (C, D)``, ``var (C, D)`` float32 and ``seen (C,)`` bool; the
@@ -94,16 +95,7 @@ class FeatureHallucination(nn.Module):
         self.register_buffer("mean", torch.zeros(self.num_classes, self.feat_dim))
         self.register_buffer("var", torch.zeros(self.num_classes, self.feat_dim))
         self.register_buffer("seen", torch.zeros(self.num_classes, dtype=torch.bool))
-        # CPU generator: its state is device independent, and the draws per step are small.
-        self.generator = torch.Generator()
-        self.generator.manual_seed(int(seed))
-
-    # -- checkpointing of the generator ------------------------------------------------
-    def get_extra_state(self) -> dict:
-        return {"generator_state": self.generator.get_state()}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state["generator_state"].detach().to("cpu", torch.uint8))
+        self.init_generator(seed)
 
     # -- boxes ---------------------------------------------------------------------------
     def jitter_boxes(self, boxes: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:

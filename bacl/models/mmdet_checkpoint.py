@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import save_checkpoint
+from ..file_hash import sha256_of
 from ..errors import BaclError, MissingFileError
 from .mmdet_config import MMDetConfigError, check_detector_against_config, parse_config_text, resnet_depth
 
@@ -356,14 +357,6 @@ def _default_config(*, depth: int, num_classes: int, class_agnostic_bbox: bool, 
     }}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def convert_mmdet_checkpoint(
     source: str | Path,
     destination: str | Path,
@@ -448,7 +441,7 @@ def convert_mmdet_checkpoint(
     provenance = {
         "format": "mmdetection",
         "file": ckpt.path.name,
-        "sha256": _sha256(ckpt.path),
+        "sha256": sha256_of(ckpt.path),
         "mmdet_version": str(meta.get("mmdet_version")) if meta.get("mmdet_version") is not None else None,
         "exp_name": str(meta.get("exp_name")) if meta.get("exp_name") is not None else None,
         "epoch": int(meta["epoch"]) if isinstance(meta.get("epoch"), int) else None,
