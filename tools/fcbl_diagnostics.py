@@ -69,6 +69,8 @@ TABLES: dict[str, tuple[str, list[str], list[str]]] = {
     "gradients": ("Gradient on each class's logit per step and class (mean over the bin's classes)",
                   ["classifier", "loss", "bin", "pull_own", "push_background", "push_positive", "background_part",
                    "net"], ["background_part"]),
+    "change": ("How far each run moved the classification layer from stage 1's (mean over the bin's classes)",
+               ["run", "bin", "weight_norm", "relative", "bias"], ["relative"]),
     "dropped": ("Negative channels the auto-adjusted weights drop", ["classifier", "loss", "r", "c", "f",
                                                                     "all_negatives"],
                 ["r", "c", "f", "all_negatives"]),
@@ -236,6 +238,10 @@ def analyse_seed(args) -> dict[str, Any]:
         tables["confusion"] += [{"run": name, **r} for r in diag.confusion_spread(cm, num_gt, frequency)]
         tables["margins"] += [{"run": name, **r}
                               for r in diag.margin_summary(diag.margin_matrix(fcbl), num_gt, cm, frequency)]
+
+    tables["change"] = [{"run": name, **r} for name, (model, _) in runs.items()
+                        for r in diag.classifier_change(stage1_model.roi_heads.box_predictor.cls_score,
+                                                        model.roi_heads.box_predictor.cls_score, frequency)]
 
     solver = params.solver.model_copy(update={"workers": 0})
     loader, sampler = build_train_loader(train_set, stage=params.classifier, solver=solver, seed=params.seed)

@@ -13,6 +13,7 @@ Pure functions on tensors (each tested against a slow reference):
   class's logit comes from in one step (its own positives, background rows, positives of
   other classes), under BCE or FCBL;
 - :func:`dropped_negative_share`: what the auto-adjusted weights switch off;
+- :func:`classifier_change`: how far a stage moved each class's classification weights;
 - :func:`label_counts`, :func:`expected_hallucinated_counts`: what a step classifies;
 - :func:`true_class_rank`, :func:`truth_detection_rank`, :func:`cap_outcomes`: at test
   time, where the true class ranks among classes and among an image's detections.
@@ -234,6 +235,24 @@ def dropped_negative_share(keep: torch.Tensor, labels: torch.Tensor, frequency: 
     negatives = labels.numel() * c  # one positive channel per row
     out["all_negatives"] = float((~keep).sum()) / negatives if negatives else float("nan")
     return out
+
+
+def classifier_change(before: nn.Linear, after: nn.Linear, frequency: Sequence[str]) -> list[dict[str, Any]]:
+    """How far a stage moved each class's row of the classification layer (``weight (C+1, D)``,
+    ``bias (C+1,)``, background last), per bin: ``weight_norm`` (mean over the bin's classes
+    of ``||w_after - w_before||``), ``relative`` (the same divided by ``||w_before||``) and
+    ``bias`` (mean signed change of the bias)."""
+    c = len(frequency)
+    if before.weight.shape != after.weight.shape or before.weight.shape[0] != c + 1:
+        raise ValueError(f"both layers must have {c + 1} outputs of one width, got {tuple(before.weight.shape)} "
+                         f"and {tuple(after.weight.shape)}")
+    bins = bin_index(frequency)
+    w0, w1 = before.weight.detach().double()[:c], after.weight.detach().double()[:c]
+    b0, b1 = before.bias.detach().double()[:c], after.bias.detach().double()[:c]
+    moved = (w1 - w0).norm(dim=1)
+    relative = moved / w0.norm(dim=1).clamp(min=1e-12)
+    return [{"bin": name, "weight_norm": _mean(moved[bins == b]), "relative": _mean(relative[bins == b]),
+             "bias": _mean((b1 - b0)[bins == b])} for b, name in enumerate(BINS)]
 
 
 # -- what a step classifies ----------------------------------------------------------------

@@ -240,6 +240,24 @@ def test_dropped_negative_share_without_positives_or_rows():
     assert math.isnan(empty["all_negatives"])
 
 
+def test_classifier_change_matches_a_slow_reference():
+    torch.manual_seed(15)
+    before, after = torch.nn.Linear(5, 9).requires_grad_(False), torch.nn.Linear(5, 9).requires_grad_(False)
+    rows = diag.classifier_change(before, after, FREQ)
+    for row in rows:
+        members = [k for k, f in enumerate(FREQ) if f == row["bin"]]
+        moved = [math.dist(before.weight[k].tolist(), after.weight[k].tolist()) for k in members]
+        norms = [math.hypot(*before.weight[k].tolist()) for k in members]
+        assert row["weight_norm"] == pytest.approx(np.mean(moved), rel=1e-5)
+        assert row["relative"] == pytest.approx(np.mean([m / n for m, n in zip(moved, norms)]), rel=1e-5)
+        assert row["bias"] == pytest.approx(np.mean([float(after.bias[k] - before.bias[k]) for k in members]),
+                                            rel=1e-5)
+    same = diag.classifier_change(before, before, FREQ)
+    assert all(r["weight_norm"] == 0 and r["bias"] == 0 for r in same)
+    with pytest.raises(ValueError, match="outputs"):
+        diag.classifier_change(before, torch.nn.Linear(5, 4), FREQ)
+
+
 # -- what a step classifies -------------------------------------------------------------------
 
 def test_label_counts_by_hand():
