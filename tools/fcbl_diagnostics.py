@@ -284,7 +284,9 @@ def combine(files: list[str]) -> dict[str, Any]:
             row = {}
             for key in cells[0]:
                 values = [c.get(key) for c in cells]
-                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                if all(isinstance(v, int) for v in values) and len(set(values)) == 1:  # counts, as classes per bin
+                    row[key] = values[0]
+                elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                     finite = [float(v) for v in values if v == v]
                     row[key] = (statistics.mean(finite) if finite else None,
                                 statistics.stdev(finite) if len(finite) > 1 else None)

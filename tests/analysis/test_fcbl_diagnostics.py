@@ -420,3 +420,42 @@ def test_val_truth_ranks_agree_with_the_detector(tiny_study):
                                                           det["scores"], det["labels"], iou_threshold=0.1))
     assert out["detection_rank"].tolist() == torch.cat(expected).tolist()
     assert bool((out["detection_rank"] > 0).any())
+
+
+# -- the script ----------------------------------------------------------------------------------
+
+def load_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "fcbl_diagnostics.py"
+    spec = importlib.util.spec_from_file_location("fcbl_diagnostics_tool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tool_prints_every_table_and_combines_seeds(tiny_study, tmp_path, capsys):
+    tool = load_tool()
+    out = tmp_path / "seed.json"
+    tool.main(["--stage1", str(tiny_study["representation"]), "--run", f"bacl={tiny_study['bacl']['final']}",
+               "--steps", "2", "--val-images", "4", "--json", str(out)])
+    printed = capsys.readouterr().out
+    for title, _, _ in tool.TABLES.values():
+        assert f"### {title}" in printed
+    result = __import__("json").loads(out.read_text())
+    assert result["meta"]["steps"] == 2 and result["meta"]["val_images"] == 4
+    losses = {(r["classifier"], r["loss"]) for r in result["tables"]["gradients"]}
+    assert {("stage 1", "bce"), ("bacl", "fcbl + fhm rows"), ("bacl", "bce (counterfactual)")} <= losses
+
+    combined = tool.combine([str(out), str(out)])
+    row = combined["tables"]["rois"][0]
+    assert row["source"] == "real RoIs" and row["rows"][1] == 0.0
+    assert row["rows"][0] == result["tables"]["rois"][0]["rows"]
+
+
+def test_tool_refuses_a_run_with_another_representation(tiny_study):
+    tool = load_tool()
+    with pytest.raises(SystemExit, match="differs from stage 1's"):
+        tool.main(["--stage1", str(tiny_study["representation"]), "--run",
+                   f"baseline={tiny_study['baseline']['final']}", "--steps", "1", "--val-images", "1"])
