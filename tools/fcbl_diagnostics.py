@@ -18,12 +18,15 @@ images, the rank of the true class among classes on the ground-truth box and whe
 true-class detection survives the per-image cap.
 
 Several seeds: ``--combine seed0.json seed1.json seed2.json`` prints every table as
-mean ± standard deviation over the files.
+mean ± standard deviation over the files. ``--metrics NAME=PATTERN ...`` prints AP, APr,
+APc and APf of ``bacl evaluate``'s metrics files (a glob per run, one file per seed) as
+mean ± standard deviation, one table per evaluation protocol.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import statistics
@@ -299,13 +302,47 @@ def combine(files: list[str]) -> dict[str, Any]:
     return {"meta": {"files": files}, "tables": tables}
 
 
+METRIC_KEYS = ("AP", "APr", "APc", "APf")
+
+
+def metrics_tables(specs: list[str]) -> str:
+    """Markdown tables, one per protocol, of the metrics files each ``NAME=PATTERN`` matches."""
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        name, _, pattern = spec.partition("=")
+        files = sorted(glob.glob(pattern))
+        if not name or not files:
+            raise DiagnosticsInputError(f"--metrics {spec!r}: expected NAME=PATTERN matching metrics files")
+        docs = []
+        for f in files:
+            try:
+                docs.append(json.loads(Path(f).read_text())["protocols"])
+            except (OSError, json.JSONDecodeError, KeyError) as err:
+                raise DiagnosticsInputError(f"{f}: not a metrics file with protocols ({err})") from None
+        per_run[name] = docs
+    protocols = [p for p in next(iter(per_run.values()))[0] if all(p in d for docs in per_run.values() for d in docs)]
+    out = []
+    for protocol in protocols:
+        rows = []
+        for name, docs in per_run.items():
+            row = {"run": name, "seeds": len(docs)}
+            for key in METRIC_KEYS:
+                values = [100 * d[protocol][key] for d in docs]
+                row[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None)
+            rows.append(row)
+        shown = [{k: cell(v, False) if isinstance(v, tuple) else v for k, v in r.items()} for r in rows]
+        out.append(f"\n### Protocol {protocol} (box AP in percent, mean ± sd over seeds)\n\n"
+                   + markdown_table(shown, ["run", "seeds", *METRIC_KEYS]))
+    return "\n".join(out)
+
+
 def cell(value: Any, percent: bool) -> Any:
     if isinstance(value, (list, tuple)) and len(value) == 2:
         mean, spread = value
         if mean is None:
             return None
         scale = 100 if percent else 1
-        digits = 1 if percent or abs(mean) >= 10 else 2
+        digits = 1 if percent or abs(mean) >= 1 else 2
         text = f"{scale * mean:.{digits}f}"
         return text if spread is None else f"{text} ± {scale * spread:.{digits}f}"
     if isinstance(value, float):
@@ -336,9 +373,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--json", default=None, help="write every number here")
     parser.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                         help="instead: combine per-seed result files (mean ± sd)")
+    parser.add_argument("--metrics", nargs="+", default=None, metavar="NAME=PATTERN",
+                        help="instead: AP, APr, APc, APf of metrics files over seeds (a glob per run)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.metrics:
+            print(metrics_tables(args.metrics))
+            return
         if args.combine:
             result = combine(args.combine)
         else:

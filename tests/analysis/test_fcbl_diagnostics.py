@@ -459,3 +459,16 @@ def test_tool_refuses_a_run_with_another_representation(tiny_study):
     with pytest.raises(SystemExit, match="differs from stage 1's"):
         tool.main(["--stage1", str(tiny_study["representation"]), "--run",
                    f"baseline={tiny_study['baseline']['final']}", "--steps", "1", "--val-images", "1"])
+
+
+def test_tool_metrics_mode(tiny_study, capsys, tmp_path):
+    tool = load_tool()
+    tool.main(["--metrics", f"bacl={tiny_study['bacl']['metrics']}", f"baseline={tiny_study['baseline']['metrics']}"])
+    printed = capsys.readouterr().out
+    metrics = __import__("json").loads(tiny_study["bacl"]["metrics"].read_text())
+    for protocol, values in metrics["protocols"].items():
+        assert f"### Protocol {protocol} " in printed
+    assert f"| bacl | 1 | {tool.cell((100 * metrics['protocols'][next(iter(metrics['protocols']))]['AP'], None), False)} |" \
+        in printed
+    with pytest.raises(SystemExit, match="expected NAME=PATTERN"):
+        tool.main(["--metrics", f"none={tmp_path}/*.json"])
