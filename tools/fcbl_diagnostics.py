@@ -29,6 +29,7 @@ import argparse
 import glob
 import json
 import logging
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -336,17 +337,28 @@ def metrics_tables(specs: list[str]) -> str:
     return "\n".join(out)
 
 
+def decimals(value: float) -> int:
+    """Decimals that show about three significant digits (at most 5, none above 100)."""
+    if value == 0 or value != value:
+        return 2
+    return min(5, max(0, 2 - math.floor(math.log10(abs(value)))))
+
+
 def cell(value: Any, percent: bool) -> Any:
+    """A table cell: shares in percent with one decimal, other numbers with about three
+    significant digits; ``(mean, sd)`` pairs as ``mean ± sd`` with the mean's decimals."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
         mean, spread = value
         if mean is None:
             return None
+        mean = 0.0 if abs(mean) < 1e-12 else mean  # float noise, e.g. antisymmetric margins averaging to 0
         scale = 100 if percent else 1
-        digits = 1 if percent or abs(mean) >= 1 else 2
+        digits = 1 if percent else decimals(mean)
         text = f"{scale * mean:.{digits}f}"
         return text if spread is None else f"{text} ± {scale * spread:.{digits}f}"
     if isinstance(value, float):
-        return f"{100 * value:.1f}" if percent else (f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}")
+        value = 0.0 if abs(value) < 1e-12 else value
+        return f"{100 * value:.1f}" if percent else f"{value:.{decimals(value)}f}"
     return value
 
 
