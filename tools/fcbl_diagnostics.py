@@ -331,7 +331,8 @@ def metrics_tables(specs: list[str]) -> str:
                 values = [100 * d[protocol][key] for d in docs]
                 row[key] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None)
             rows.append(row)
-        shown = [{k: cell(v, False) if isinstance(v, tuple) else v for k, v in r.items()} for r in rows]
+        shown = [{k: (f"{v[0]:.1f}" + ("" if v[1] is None else f" ± {v[1]:.1f}")) if isinstance(v, tuple) else v
+                  for k, v in r.items()} for r in rows]
         out.append(f"\n### Protocol {protocol} (box AP in percent, mean ± sd over seeds)\n\n"
                    + markdown_table(shown, ["run", "seeds", *METRIC_KEYS]))
     return "\n".join(out)
