@@ -343,7 +343,8 @@ def test_truth_detection_rank_edge_cases():
     # right place, wrong class; then the right class below two others
     dets = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0], [0.0, 0.0, 10.0, 9.0]])
     assert diag.truth_detection_rank(gt, torch.tensor([2]), dets[:1], torch.ones(1), torch.tensor([1])).tolist() == [0]
-    ranks = diag.truth_detection_rank(gt, torch.tensor([2]), dets, torch.tensor([0.9, 0.8, 0.1]), torch.tensor([1, 3, 2]))
+    ranks = diag.truth_detection_rank(gt, torch.tensor([2]), dets, torch.tensor([0.9, 0.8, 0.1]),
+                                      torch.tensor([1, 3, 2]))
     assert ranks.tolist() == [3]
     with pytest.raises(ValueError, match="iou_threshold"):
         diag.truth_detection_rank(gt, torch.tensor([2]), dets, torch.ones(3), torch.ones(3, dtype=torch.long),
