@@ -12,8 +12,8 @@ stops a process whose RSS passes ``--memory-limit-gb`` and says so: lvis-api hol
 detection as a Python dict and may not fit at full size, so ``--reference-images`` runs
 it (and bacl again, for the ratio) on a smaller cut::
 
-    python benchmarks/lvis_sized_annotations.py --out /tmp/lvis_sized --train-images 0
-    python benchmarks/evaluator_scale.py --annotations /tmp/lvis_sized/lvis_v1_val.json
+    python benchmarks/lvis_sized_annotations.py --out data/lvis_sized --train-images 0
+    python benchmarks/evaluator_scale.py --annotations data/lvis_sized/lvis_v1_val.json
     python benchmarks/evaluator_scale.py --annotations ... --reference-images 2000
 """
 

@@ -17,8 +17,8 @@ reader started), allowed ``--json-limit-gb`` more address space. Each variant ru
 its own process. ``--gc-freeze`` calls ``gc.freeze()`` before the workers start, so
 that Python's collector in the workers does not walk (and copy) the parent's objects::
 
-    python benchmarks/lvis_sized_annotations.py --out /tmp/lvis_sized
-    python benchmarks/loader_memory.py --annotations /tmp/lvis_sized/lvis_v1_train.json
+    python benchmarks/lvis_sized_annotations.py --out data/lvis_sized
+    python benchmarks/loader_memory.py --annotations data/lvis_sized/lvis_v1_train.json
     python benchmarks/loader_memory.py --annotations ... --with-masks --limit 20000
 """
 

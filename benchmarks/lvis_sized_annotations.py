@@ -11,8 +11,8 @@ Images carry LVIS v1 keys (``coco_url``, size, ``neg_category_ids``,
 ``not_exhaustive_category_ids``, ...). The val file (19,809 images) uses the same
 categories and other image ids. Files are written atomically, batch by batch::
 
-    python benchmarks/lvis_sized_annotations.py --out /tmp/lvis_sized
-    python benchmarks/lvis_sized_annotations.py --out /tmp/small --train-images 2000 --val-images 500
+    python benchmarks/lvis_sized_annotations.py --out data/lvis_sized
+    python benchmarks/lvis_sized_annotations.py --out data/lvis_small --train-images 2000 --val-images 500
 """
 
 from __future__ import annotations
