@@ -40,11 +40,11 @@ def variants() -> dict[str, tuple[str, list[str]]]:
     """name -> (stage trained on top of stage 1, overrides)."""
     out: dict[str, tuple[str, list[str]]] = {"stage1": ("representation", []),
                                              "baseline": ("baseline", ["baseline.loss=bce"])}
-    for loss in ("bce", "fcbl", *PEERS):
+    for loss in ("bce", "softmax_ce", "fcbl", *PEERS):
         out[f"cls-{loss}"] = ("classifier", [f"classifier.loss={loss}", *NO_FHM])
     out["fhm"] = ("classifier", ["classifier.loss=fcbl", "losses.fcbl.alpha=0", "losses.fcbl.reweight=false"])
     out["bacl"] = ("classifier", ["classifier.loss=fcbl"])
-    for loss in ("fcbl", *PEERS):
+    for loss in ("softmax_ce", "fcbl", *PEERS):
         out[f"e2e-{loss}"] = ("baseline", [f"baseline.loss={loss}"])
     return out
 
