@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..atomic_io import atomic_write_json
-from ..params import DataParams
+from ..params import DataParams, ParamError
 from .lvis_dataset import LVISDetection
 from .summary import write_data_summary
 
@@ -40,6 +40,7 @@ def prepare_data(data: DataParams, *, force: bool = False) -> Path:
 
 def _generate_synthetic(data: DataParams, *, force: bool) -> None:
     from .synthetic import generate_synthetic_lvis
+    from .synthetic_plan import SpecError
 
     settings = data.synthetic
     stamp = Path(data.root) / GENERATED_WITH
@@ -49,7 +50,10 @@ def _generate_synthetic(data: DataParams, *, force: bool) -> None:
         log.info("%s already holds the benchmark for these parameters (--force regenerates it)", data.root)
         return
     tic = time.perf_counter()
-    generate_synthetic_lvis(out_dir=data.root, seed=settings.seed, num_train_images=settings.num_train_images,
-                            num_val_images=settings.num_val_images, image_size=settings.image_size)
+    try:
+        generate_synthetic_lvis(out_dir=data.root, seed=settings.seed, num_train_images=settings.num_train_images,
+                                num_val_images=settings.num_val_images, image_size=settings.image_size)
+    except SpecError as err:
+        raise ParamError(f"data.synthetic.{err.key}: {err}") from None
     atomic_write_json(stamp, wanted)
     log.info("synthetic benchmark written to %s in %.1f s", data.root, time.perf_counter() - tic)

@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import BaclError
+
 from .synthetic_render import COLOURS, TEXTURES
 from .synthetic_shapes import SHAPES, polygon_mask, shape_outline
 
@@ -177,9 +179,17 @@ class SyntheticSpec:
         return out
 
 
+class SpecError(BaclError, ValueError):
+    """A benchmark setting the generator cannot realise; ``key`` names it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _require(ok: bool, name: str, value: object, message: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r}: {message}")
+        raise SpecError(name, f"{name}={value!r}: {message}")
 
 
 @dataclass(frozen=True)
