@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from evaluator_speed import max_abs_diff  # a sibling script: benchmarks/ is on sys.path
 import numpy as np
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
@@ -185,16 +186,6 @@ def run_child(which: str, gt_path: Path, dt_path: Path, max_dets: int,
     out.seek(0)
     result = json.loads(out.read().decode().strip().splitlines()[-1])
     return {**result, "peak_gib": peak}
-
-
-def max_abs_diff(a: dict[str, Any], b: dict[str, Any]) -> float:
-    diffs = [abs(a["summary"][k] - b["summary"][k]) for k in SUMMARY_KEYS]
-    for x, y in zip(a["per_class"], b["per_class"], strict=True):
-        if (x is None) != (y is None):
-            return float("inf")
-        if x is not None:
-            diffs.append(abs(x - y))
-    return max(diffs)
 
 
 def main() -> None:
